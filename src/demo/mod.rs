@@ -1,0 +1,1 @@
+//! Local PostgreSQL and Redis for the demo.

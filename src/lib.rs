@@ -1,0 +1,2 @@
+//! livefund: charity fundraising for live streams.
+pub mod demo;
