@@ -1,0 +1,72 @@
+//! The `serve` and `migrate` subcommands, and the shutdown signal they share.
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{MigrateArgs, ServeArgs};
+use crate::{
+    AppState, connect_postgres, connect_redis, migrate as run_migrations, serve as serve_on,
+};
+
+/// `livefund serve`: runs pending migrations, then serves until SIGINT or SIGTERM.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let db = connect_postgres(args.database_url.expose()).context("DATABASE_URL")?;
+    run_migrations(&db)
+        .await
+        .context("running the database migrations")?;
+    let redis = connect_redis(args.redis_url.expose()).context("REDIS_URL")?;
+    let listener = TcpListener::bind(args.settings.listen)
+        .await
+        .with_context(|| format!("binding {}", args.settings.listen))?;
+    let bound = listener.local_addr()?;
+    let config = args.settings.resolve(bound, args.webhook_secret);
+    let state = AppState::new(db, redis, config);
+    let shutdown = shutdown_on_signal();
+    tracing::info!(address = %bound, "livefund listening on http://{bound}");
+    serve_on(listener, state, shutdown).await?;
+    tracing::info!("livefund stopped");
+    Ok(())
+}
+
+/// `livefund migrate`: runs pending migrations and exits.
+pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let db = connect_postgres(args.database_url.expose()).context("DATABASE_URL")?;
+    run_migrations(&db)
+        .await
+        .context("running the database migrations")?;
+    tracing::info!("migrations are up to date");
+    Ok(())
+}
+
+/// A token cancelled on the first SIGINT (Ctrl-C) or SIGTERM; every part of the
+/// process that must stop cleanly watches it.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        cancel.cancel();
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            // Without Unix signal handlers, fall back to Ctrl-C alone.
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

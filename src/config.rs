@@ -1,0 +1,338 @@
+//! Command line and environment configuration (CONTRACT §2), and the resolved settings.
+//!
+//! Every variable is also a `--flag` of the same name in kebab case; the short
+//! forms (`--listen`, `--operator-token`, ...) are aliases. Secrets are held in
+//! [`Secret`], whose `Debug` never shows the value.
+
+use clap::{Args, Parser, Subcommand};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// livefund: charity fundraising through live streams.
+#[derive(Debug, Parser)]
+#[command(name = "livefund", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run pending migrations, then serve the API and the live WebSockets.
+    Serve(ServeArgs),
+    /// Run pending migrations on the fund database and exit.
+    Migrate(MigrateArgs),
+    /// Everything local: its own PostgreSQL and Redis, a seeded fund, campaign and
+    /// streams, sandbox payments; prints the URLs to open. Ctrl-C stops it all.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// PostgreSQL, the fund database (source of truth).
+    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Secret,
+    /// Redis, the live counters and fan-out.
+    #[arg(long = "redis-url", env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Secret,
+    /// HMAC secret shared with the payment provider; several, comma-separated, during rotation.
+    #[arg(
+        long = "livefund-webhook-secret",
+        visible_alias = "webhook-secret",
+        env = "LIVEFUND_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: WebhookSecrets,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// PostgreSQL, the fund database (source of truth).
+    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Secret,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Use this PostgreSQL instead of starting one (needs REDIS_URL too).
+    #[arg(
+        long = "database-url",
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        requires = "redis_url"
+    )]
+    pub database_url: Option<Secret>,
+    /// Use this Redis instead of starting one (needs DATABASE_URL too).
+    #[arg(
+        long = "redis-url",
+        env = "REDIS_URL",
+        hide_env_values = true,
+        requires = "database_url"
+    )]
+    pub redis_url: Option<Secret>,
+    /// Where the demo keeps the PostgreSQL and Redis it starts, and its generated secrets.
+    #[arg(
+        long = "data-dir",
+        env = "LIVEFUND_DEMO_DIR",
+        default_value = "livefund-demo-data"
+    )]
+    pub data_dir: PathBuf,
+    /// HMAC secret(s) for the sandbox provider's webhooks; generated when absent.
+    #[arg(
+        long = "livefund-webhook-secret",
+        visible_alias = "webhook-secret",
+        env = "LIVEFUND_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<WebhookSecrets>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// Settings shared by `serve` and `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address to bind (port 0 picks a free port).
+    #[arg(
+        long = "livefund-listen",
+        visible_alias = "listen",
+        env = "LIVEFUND_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: SocketAddr,
+    /// Base URL used in links handed out (checkout); default `http://` + the bound address.
+    #[arg(
+        long = "livefund-public-url",
+        visible_alias = "public-url",
+        env = "LIVEFUND_PUBLIC_URL"
+    )]
+    pub public_url: Option<String>,
+    /// Bearer token accepted for operator calls; without it the operator API is disabled.
+    #[arg(
+        long = "livefund-operator-token",
+        visible_alias = "operator-token",
+        env = "LIVEFUND_OPERATOR_TOKEN",
+        hide_env_values = true
+    )]
+    pub operator_token: Option<Secret>,
+    /// Origins allowed to open a WebSocket or call the pledge API from a browser
+    /// (comma-separated); the service's own origin is always allowed.
+    #[arg(
+        long = "livefund-allowed-origins",
+        visible_alias = "allowed-origins",
+        env = "LIVEFUND_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+    /// Enable the built-in sandbox payment provider.
+    #[arg(
+        long = "livefund-sandbox-payments",
+        visible_alias = "sandbox-payments",
+        env = "LIVEFUND_SANDBOX_PAYMENTS"
+    )]
+    pub sandbox_payments: bool,
+    /// Prefix of every Redis key, so several deployments or test runs share one Redis.
+    #[arg(
+        long = "livefund-redis-prefix",
+        visible_alias = "redis-prefix",
+        env = "LIVEFUND_REDIS_PREFIX",
+        default_value = "lf",
+        value_parser = parse_redis_prefix
+    )]
+    pub redis_prefix: String,
+}
+
+impl Settings {
+    /// Resolves the settings once the listener is bound, so port 0 yields a usable URL.
+    pub fn resolve(&self, bound: SocketAddr, webhook_secrets: WebhookSecrets) -> Config {
+        let public_url = self
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"));
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        let mut allowed_origins: Vec<String> = self
+            .allowed_origins
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        allowed_origins.push(public_url.clone());
+        Config {
+            public_url,
+            operator_token: self.operator_token.clone(),
+            webhook_secrets,
+            allowed_origins,
+            sandbox_payments: self.sandbox_payments,
+            redis_prefix: self.redis_prefix.clone(),
+        }
+    }
+}
+
+/// The settings the running service uses.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub public_url: String,
+    pub operator_token: Option<Secret>,
+    pub webhook_secrets: WebhookSecrets,
+    /// Exact origins (scheme://host[:port]) allowed for browsers, the public URL included.
+    pub allowed_origins: Vec<String>,
+    pub sandbox_payments: bool,
+    pub redis_prefix: String,
+}
+
+/// A secret value (token, password-bearing URL, HMAC key). Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for the one place that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().is_empty() {
+            return Err("must not be empty".into());
+        }
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// One or more webhook HMAC secrets; several are accepted during rotation.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct WebhookSecrets(Vec<Secret>);
+
+impl WebhookSecrets {
+    pub fn new(secrets: Vec<Secret>) -> Result<Self, String> {
+        if secrets.is_empty() {
+            return Err("at least one webhook secret is needed".into());
+        }
+        Ok(Self(secrets))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Secret> {
+        self.0.iter()
+    }
+
+    /// The secret a sender signs with: the first one listed.
+    pub fn signing(&self) -> &Secret {
+        &self.0[0]
+    }
+}
+
+impl FromStr for WebhookSecrets {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let secrets = s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(Secret::from_str)
+            .collect::<Result<Vec<_>, _>>()?;
+        WebhookSecrets::new(secrets)
+    }
+}
+
+fn parse_redis_prefix(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_' and '.'".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let cli = Cli::try_parse_from([
+            "livefund",
+            "serve",
+            "--database-url",
+            "postgres://u:hunter2@db/x",
+            "--redis-url",
+            "redis://:hunter3@r",
+            "--livefund-webhook-secret",
+            "whsec_one,whsec_two",
+            "--operator-token",
+            "op-token-xyz",
+        ])
+        .expect("parses");
+        let shown = format!("{cli:?}");
+        for secret in [
+            "hunter2",
+            "hunter3",
+            "whsec_one",
+            "whsec_two",
+            "op-token-xyz",
+        ] {
+            assert!(!shown.contains(secret), "{secret} leaked in {shown}");
+        }
+    }
+
+    #[test]
+    fn webhook_secrets_split_on_commas() {
+        let s: WebhookSecrets = "a, b,,c".parse().expect("parses");
+        let all: Vec<&str> = s.iter().map(Secret::expose).collect();
+        assert_eq!(all, ["a", "b", "c"]);
+        assert!(" , ".parse::<WebhookSecrets>().is_err());
+    }
+
+    #[test]
+    fn public_url_defaults_to_the_bound_address() {
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            public_url: None,
+            operator_token: None,
+            allowed_origins: vec!["https://a.example/ ".into(), "".into()],
+            sandbox_payments: false,
+            redis_prefix: "lf".into(),
+        };
+        let secrets: WebhookSecrets = "s".parse().expect("secret");
+        let config = settings.resolve("127.0.0.1:4000".parse().expect("addr"), secrets);
+        assert_eq!(config.public_url, "http://127.0.0.1:4000");
+        assert_eq!(
+            config.allowed_origins,
+            ["https://a.example", "http://127.0.0.1:4000"]
+        );
+    }
+
+    #[test]
+    fn redis_prefix_is_restricted() {
+        assert!(parse_redis_prefix("lf-test_1.a").is_ok());
+        for bad in ["", "a b", "a:b", "a{b}", &"x".repeat(65)] {
+            assert!(parse_redis_prefix(bad).is_err(), "{bad}");
+        }
+    }
+}

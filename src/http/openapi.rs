@@ -1,0 +1,42 @@
+//! The OpenAPI document of the contract, served at `/openapi.json`.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{campaigns, error, funds, health, streams};
+use crate::counters::Totals;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "livefund",
+        description = "Charity fundraising through live streams: pledges, live overlays, \
+                       a settled ledger and reconciliation. Amounts are integer minor units."
+    ),
+    paths(
+        health::healthz, health::readyz, health::metrics, health::openapi,
+        funds::create,
+        campaigns::create, campaigns::show,
+        streams::create, streams::show,
+    ),
+    components(schemas(Totals, error::ErrorBody, error::ErrorDetail)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "public", description = "Read by anyone"),
+        (name = "operator", description = "Needs the operator bearer token"),
+        (name = "health", description = "Probes and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "operator_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
