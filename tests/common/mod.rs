@@ -1,0 +1,216 @@
+//! Test harness: the real app on a real port (port 0), a fresh migrated database per
+//! test (from `#[sqlx::test]`), a unique Redis key prefix per test, and typed helpers.
+#![allow(dead_code)]
+
+pub mod process;
+
+use livefund::AppState;
+use livefund::config::{Config, Secret, WebhookSecrets};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const OPERATOR_TOKEN: &str = "test-operator-token";
+
+/// The Redis the tests use: `REDIS_URL`, or the local default.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A unique key prefix, so tests sharing one Redis never see each other's keys.
+pub fn unique_prefix() -> String {
+    format!("t{}", uuid::Uuid::new_v4().simple())
+}
+
+/// How to start a test app; `Default` is the usual set-up.
+pub struct Options {
+    pub operator_token: Option<String>,
+    pub redis_url: String,
+    pub prefix: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            operator_token: Some(OPERATOR_TOKEN.into()),
+            redis_url: redis_url(),
+            prefix: unique_prefix(),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db: PgPool,
+    pub prefix: String,
+    pub redis_url: String,
+    pub client: reqwest::Client,
+    shutdown: CancellationToken,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn(db: PgPool) -> TestApp {
+        Self::spawn_with(db, Options::default()).await
+    }
+
+    pub async fn spawn_with(db: PgPool, options: Options) -> TestApp {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
+        let config = Config {
+            public_url: format!("http://{addr}"),
+            operator_token: options.operator_token.map(Secret::new),
+            webhook_secrets: WebhookSecrets::new(vec![Secret::new("whsec_test")])
+                .expect("one secret"),
+            allowed_origins: vec![format!("http://{addr}")],
+            sandbox_payments: false,
+            redis_prefix: options.prefix.clone(),
+        };
+        let redis = livefund::connect_redis(&options.redis_url).expect("redis url");
+        let state = AppState::new(db.clone(), redis, config);
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(livefund::serve(listener, state, shutdown.clone()));
+        TestApp {
+            addr,
+            db,
+            prefix: options.prefix,
+            redis_url: options.redis_url,
+            client: reqwest::Client::new(),
+            shutdown,
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A connection to the Redis the app uses.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis_url.as_str())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection")
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self.client.get(self.url(path)).send().await.expect("GET");
+        into_parts(response).await
+    }
+
+    /// POSTs raw bytes with an optional bearer token.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        into_parts(request.send().await.expect("POST")).await
+    }
+
+    /// POSTs JSON as the operator.
+    pub async fn operator_post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.post_raw(path, body.to_string().into_bytes(), Some(OPERATOR_TOKEN))
+            .await
+    }
+
+    pub async fn create_fund(&self, slug: &str) -> Value {
+        let (status, body) = self.operator_post("/api/v1/funds", &fund_body(slug)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    pub async fn create_campaign(&self, slug: &str, fund: &str) -> Value {
+        let (status, body) = self
+            .operator_post("/api/v1/campaigns", &campaign_body(slug, fund))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    pub async fn create_stream(&self, slug: &str, campaign: &str) -> Value {
+        let (status, body) = self
+            .operator_post(
+                &format!("/api/v1/campaigns/{campaign}/streams"),
+                &json!({"slug": slug, "streamer": "湘西支教小队", "goal": 300_000}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    /// A fund `fund`, its campaign `campaign` and a stream `stream`.
+    pub async fn seed(&self) {
+        self.create_fund("fund").await;
+        self.create_campaign("campaign", "fund").await;
+        self.create_stream("stream", "campaign").await;
+    }
+
+    /// Stops the server and waits for it to drain.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server result");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn into_parts(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+pub fn fund_body(slug: &str) -> Value {
+    json!({
+        "slug": slug,
+        "name": "慈爱助孤基金",
+        "charity": "慈爱助孤公益联合会",
+        "designations": [
+            {"code": "education", "name": "教育助学"},
+            {"code": "daily_care", "name": "生活照料"},
+            {"code": "counselling", "name": "心理疏导"},
+            {"code": "enrichment", "name": "兴趣拓展"},
+            {"code": "social_practice", "name": "社会实践"},
+            {"code": "employment", "name": "就业指导"}
+        ]
+    })
+}
+
+pub fn campaign_body(slug: &str, fund: &str) -> Value {
+    json!({
+        "slug": slug,
+        "fund": fund,
+        "title": "温暖冬日",
+        "currency": "CNY",
+        "goal": 10_000_000,
+        "min_amount": 100,
+        "max_amount": 500_000,
+        "matching": {"sponsor": "暖阳科技", "ratio_percent": 50, "cap": 1_000_000}
+    })
+}
+
+/// The error code of a contract error body.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no error code>")
+}
