@@ -144,6 +144,88 @@ pub struct Settings {
         value_parser = parse_redis_prefix
     )]
     pub redis_prefix: String,
+    /// Where viewers pay: the pledge id is appended as a path segment. Default: the
+    /// sandbox checkout of this service.
+    #[arg(
+        long = "livefund-checkout-url",
+        visible_alias = "checkout-url",
+        env = "LIVEFUND_CHECKOUT_URL"
+    )]
+    pub checkout_url: Option<String>,
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+/// Lifetimes and limits of pledges and live sockets.
+#[derive(Debug, Clone, Args)]
+pub struct Limits {
+    /// Seconds a pending pledge waits for payment before it expires.
+    #[arg(
+        long = "livefund-pledge-ttl-secs",
+        env = "LIVEFUND_PLEDGE_TTL_SECS",
+        default_value_t = 1800
+    )]
+    pub pledge_ttl_secs: u64,
+    /// Pledges one IP may make over HTTP per 10 s (0: no limit).
+    #[arg(
+        long = "livefund-http-pledges-per-ip",
+        env = "LIVEFUND_HTTP_PLEDGES_PER_IP",
+        default_value_t = 20
+    )]
+    pub http_pledges_per_ip: u32,
+    /// Pledges one WebSocket may make per 10 s.
+    #[arg(
+        long = "livefund-ws-pledges",
+        env = "LIVEFUND_WS_PLEDGES",
+        default_value_t = 5
+    )]
+    pub ws_pledges: u32,
+    /// Messages one WebSocket may send per 10 s.
+    #[arg(
+        long = "livefund-ws-messages",
+        env = "LIVEFUND_WS_MESSAGES",
+        default_value_t = 20
+    )]
+    pub ws_messages: u32,
+    /// Largest client frame, in bytes; larger closes the socket with 1009.
+    #[arg(long = "livefund-ws-max-frame", env = "LIVEFUND_WS_MAX_FRAME", default_value_t = 16 * 1024)]
+    pub ws_max_frame: usize,
+    /// Seconds between pings; a socket that misses two pongs is closed.
+    #[arg(
+        long = "livefund-ws-ping-secs",
+        env = "LIVEFUND_WS_PING_SECS",
+        default_value_t = 30
+    )]
+    pub ws_ping_secs: u64,
+    /// Frames a stream's fan-out queue holds; a socket that falls further behind is closed.
+    #[arg(
+        long = "livefund-ws-queue",
+        env = "LIVEFUND_WS_QUEUE",
+        default_value_t = 512
+    )]
+    pub ws_queue: usize,
+    /// Milliseconds a send to one socket may block before the socket is closed as too slow.
+    #[arg(
+        long = "livefund-ws-send-timeout-ms",
+        env = "LIVEFUND_WS_SEND_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub ws_send_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            pledge_ttl_secs: 1800,
+            http_pledges_per_ip: 20,
+            ws_pledges: 5,
+            ws_messages: 20,
+            ws_max_frame: 16 * 1024,
+            ws_ping_secs: 30,
+            ws_queue: 512,
+            ws_send_timeout_ms: 5000,
+        }
+    }
 }
 
 impl Settings {
@@ -161,7 +243,15 @@ impl Settings {
             .filter(|o| !o.is_empty())
             .collect();
         allowed_origins.push(public_url.clone());
+        let checkout_url = self
+            .checkout_url
+            .clone()
+            .unwrap_or_else(|| format!("{public_url}/sandbox/checkout"))
+            .trim_end_matches('/')
+            .to_owned();
         Config {
+            checkout_url,
+            limits: self.limits.clone(),
             public_url,
             operator_token: self.operator_token.clone(),
             webhook_secrets,
@@ -182,6 +272,17 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     pub sandbox_payments: bool,
     pub redis_prefix: String,
+    /// Base of the checkout links handed to viewers (`<base>/<pledge_id>`).
+    pub checkout_url: String,
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Whether a browser page from `origin` may open a socket or pledge.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        let origin = origin.trim_end_matches('/');
+        self.allowed_origins.iter().any(|o| o == origin)
+    }
 }
 
 /// A secret value (token, password-bearing URL, HMAC key). Never printed.
@@ -318,6 +419,8 @@ mod tests {
             allowed_origins: vec!["https://a.example/ ".into(), "".into()],
             sandbox_payments: false,
             redis_prefix: "lf".into(),
+            checkout_url: None,
+            limits: Limits::default(),
         };
         let secrets: WebhookSecrets = "s".parse().expect("secret");
         let config = settings.resolve("127.0.0.1:4000".parse().expect("addr"), secrets);

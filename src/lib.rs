@@ -10,9 +10,12 @@ pub mod counters;
 pub mod demo;
 pub mod domain;
 pub mod http;
+pub mod live;
+pub mod pledges;
 pub mod telemetry;
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -20,10 +23,14 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use catalog::CatalogCache;
 use config::Config;
 use counters::Keys;
+use live::Live;
+use pledges::{ExpiryIndex, PledgeChange, RateLimiter, WriteBehind};
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -33,12 +40,43 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub keys: Keys,
     pub metrics: PrometheusHandle,
+    pub catalog: Arc<CatalogCache>,
+    pub write_behind: WriteBehind,
+    pub expiry_index: Arc<ExpiryIndex>,
+    pub pledge_rate: Arc<RateLimiter>,
+    pub live: Arc<Live>,
+    /// Cancelled when the service stops: sockets close, background tasks end.
+    pub shutdown: CancellationToken,
+    background: Arc<Mutex<Option<Background>>>,
+}
+
+/// The receiving ends of the background tasks, taken once by [`serve`].
+struct Background {
+    redis_client: redis::Client,
+    write_behind: mpsc::Receiver<PledgeChange>,
+    live_commands: mpsc::UnboundedReceiver<live::SubscriberCommand>,
 }
 
 impl AppState {
-    pub fn new(db: PgPool, redis: ConnectionManager, config: Config) -> Self {
+    pub fn new(db: PgPool, redis_client: redis::Client, config: Config) -> Self {
+        let redis = ConnectionManager::new_lazy_with_config(redis_client.clone(), redis_config())
+            .expect("a lazy connection manager does not connect, so it cannot fail");
+        let keys = Keys::new(config.redis_prefix.clone());
+        let (write_behind, write_behind_rx) = WriteBehind::new();
+        let (live, live_commands) = Live::new(redis.clone(), config.limits.ws_queue);
         Self {
-            keys: Keys::new(config.redis_prefix.clone()),
+            catalog: Arc::new(CatalogCache::new(db.clone(), keys.clone())),
+            pledge_rate: Arc::new(RateLimiter::new(config.limits.http_pledges_per_ip)),
+            expiry_index: Arc::new(ExpiryIndex::default()),
+            write_behind,
+            live,
+            shutdown: CancellationToken::new(),
+            background: Arc::new(Mutex::new(Some(Background {
+                redis_client,
+                write_behind: write_behind_rx,
+                live_commands,
+            }))),
+            keys,
             db,
             redis,
             config: Arc::new(config),
@@ -56,15 +94,18 @@ pub fn connect_postgres(url: &str) -> Result<PgPool, sqlx::Error> {
         .connect_lazy(url)
 }
 
-/// Opens the Redis connection manager, which reconnects by itself after a loss.
-pub fn connect_redis(url: &str) -> redis::RedisResult<ConnectionManager> {
-    let client = redis::Client::open(url)?;
-    let config = ConnectionManagerConfig::new()
+/// A Redis client for `url`; connections are made on first use, and the connection
+/// manager built from it reconnects by itself after a loss.
+pub fn connect_redis(url: &str) -> redis::RedisResult<redis::Client> {
+    redis::Client::open(url)
+}
+
+fn redis_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(2)))
         .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(500));
-    ConnectionManager::new_lazy_with_config(client, config)
+        .set_max_delay(Duration::from_millis(500))
 }
 
 /// Runs the pending migrations embedded in the binary.
@@ -72,15 +113,58 @@ pub async fn migrate(db: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     sqlx::migrate!("./migrations").run(db).await
 }
 
-/// Serves the API on `listener` until `shutdown` is cancelled, then drains in-flight
-/// requests and returns.
+/// Serves the API on `listener` until `shutdown` is cancelled, then closes the live
+/// sockets, drains in-flight requests, flushes the pledge write-behind and returns.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let background = state
+        .background
+        .lock()
+        .ok()
+        .and_then(|mut b| b.take())
+        .ok_or_else(|| std::io::Error::other("this state is already being served"))?;
+    let flush = CancellationToken::new();
+    let writer = tokio::spawn(pledges::run_write_behind(
+        state.db.clone(),
+        background.write_behind,
+        flush.clone(),
+    ));
+    let stop = state.shutdown.clone();
+    tokio::spawn(live::run_subscriber(
+        background.redis_client,
+        state.live.clone(),
+        background.live_commands,
+        stop.clone(),
+    ));
+    tokio::spawn(live::run_coalescer(state.live.clone(), stop.clone()));
+    tokio::spawn(pledges::run_expiry(
+        state.redis.clone(),
+        state.keys.clone(),
+        state.write_behind.clone(),
+        None,
+        stop.clone(),
+    ));
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown.cancelled().await;
+            stop.cancel();
+        }
+    });
+
     let app = http::router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop.cancelled_owned())
+    .await;
+    flush.cancel();
+    if writer.await.is_err() {
+        tracing::error!("the pledge write-behind task failed");
+    }
+    served
 }

@@ -1,10 +1,12 @@
 //! The catalogue in PostgreSQL: funds with their designations, campaigns with their
 //! matching pools, and streams. Duplicates are decided by unique constraints.
 
+mod cache;
 mod campaigns;
 mod funds;
 mod streams;
 
+pub use cache::{CampaignInfo, CatalogCache, StreamInfo};
 pub use campaigns::{Campaign, Matching, NewCampaign, campaign_by_slug, create_campaign};
 pub use funds::{Designation, Fund, NewDesignation, NewFund, create_fund, designations_of_fund};
 pub use streams::{

@@ -21,6 +21,17 @@ impl Keys {
             base: format!("{}:{{c:{}}}", self.prefix, campaign),
         }
     }
+
+    /// Pledge id → its campaign, so a pledge can be read back by its id alone.
+    pub fn pledge_index(&self, pledge_id: &str) -> String {
+        format!("{}:pledge:{}", self.prefix, pledge_id)
+    }
+
+    /// The set of campaigns that may have pending pledges, walked by the expiry sweep.
+    /// An index only, outside any campaign's slot; never touched by a script.
+    pub fn pending_campaigns(&self) -> String {
+        format!("{}:pending-campaigns", self.prefix)
+    }
 }
 
 /// The keys of one campaign: `<prefix>:{c:<campaign>}:...`.
@@ -30,6 +41,11 @@ pub struct CampaignKeys {
 }
 
 impl CampaignKeys {
+    /// The common start of every key of the campaign; scripts build stream keys from it.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Hash of the campaign's counters: pledged, confirmed, matched, refunded, gifts.
     pub fn totals(&self) -> String {
         format!("{}:totals", self.base)
@@ -48,6 +64,71 @@ impl CampaignKeys {
     /// HyperLogLog of one stream's donors.
     pub fn stream_donors(&self, stream: &Slug) -> String {
         format!("{}:s:{}:donors", self.base, stream)
+    }
+
+    /// Hash of one pledge in flight.
+    pub fn pledge(&self, pledge_id: &str) -> String {
+        format!("{}:pl:{}", self.base, pledge_id)
+    }
+
+    /// The first answer given to an idempotency key.
+    pub fn idempotency(&self, key: &str) -> String {
+        format!("{}:idem:{}", self.base, key)
+    }
+
+    /// Sorted set of pending pledge ids by expiry time (ms).
+    pub fn pending(&self) -> String {
+        format!("{}:pending", self.base)
+    }
+
+    /// Set of the campaign's stream slugs (campaign milestones go to each).
+    pub fn streams(&self) -> String {
+        format!("{}:streams", self.base)
+    }
+
+    /// Set of gift ids already counted live.
+    pub fn applied_gifts(&self) -> String {
+        format!("{}:applied-gifts", self.base)
+    }
+
+    /// Set of refund ids already counted live.
+    pub fn applied_refunds(&self) -> String {
+        format!("{}:applied-refunds", self.base)
+    }
+
+    /// Sorted set of the campaign's top donors by net amount.
+    pub fn top(&self) -> String {
+        format!("{}:top", self.base)
+    }
+
+    /// Sorted set of one stream's top donors by net amount.
+    pub fn stream_top(&self, stream: &Slug) -> String {
+        format!("{}:s:{}:top", self.base, stream)
+    }
+
+    /// Hash of leaderboard key to the name shown ('' for none).
+    pub fn names(&self) -> String {
+        format!("{}:names", self.base)
+    }
+
+    /// Counter of one stream's event seq.
+    pub fn stream_seq(&self, stream: &Slug) -> String {
+        format!("{}:s:{}:seq", self.base, stream)
+    }
+
+    /// Redis stream of one stream's recent events, with ids `<seq>-0`.
+    pub fn stream_log(&self, stream: &Slug) -> String {
+        format!("{}:s:{}:log", self.base, stream)
+    }
+
+    /// Hash of the highest milestone reached per scope.
+    pub fn milestones(&self) -> String {
+        format!("{}:milestones", self.base)
+    }
+
+    /// The pub/sub channel of the campaign's live changes.
+    pub fn channel(&self) -> String {
+        format!("{}:events", self.base)
     }
 }
 
@@ -70,5 +151,8 @@ mod tests {
             keys.stream_donors(&stream),
             "lf:{c:warm-winter}:s:live-01:donors"
         );
+        for key in [keys.pledge("p"), keys.stream_log(&stream), keys.channel()] {
+            assert!(key.starts_with("lf:{c:warm-winter}:"), "{key}");
+        }
     }
 }

@@ -1,11 +1,17 @@
-//! Live counters in Redis: the key layout and typed reads of the totals.
+//! Live counters in Redis: the key layout, the Lua scripts that change them (one per
+//! state change) and typed reads of the totals.
 //!
 //! Every key of a campaign carries the deployment prefix and the campaign's hash tag
 //! (`lf:{c:slug}:...`), so all of a campaign's keys live in one Redis Cluster slot and
 //! its scripts run unchanged there.
 
 mod keys;
+mod scripts;
 mod totals;
 
 pub use keys::{CampaignKeys, Keys};
-pub use totals::{Totals, read_totals};
+pub use scripts::{
+    LOG_LENGTH, PledgeOutcome, PledgeWrite, SettledGift, SettledRefund, Snapshot, TopDonor,
+    accept_pledge, donor_key, expire_due, gift_settled, pledge_failed, refund_settled, snapshot,
+};
+pub use totals::{FIELDS, Totals, read_totals};

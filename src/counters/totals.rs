@@ -27,32 +27,38 @@ pub struct Totals {
     pub donors: i64,
 }
 
-const FIELDS: [&str; 5] = ["pledged", "confirmed", "matched", "refunded", "gifts"];
+/// The counter fields of a totals hash, in the order scripts and reads use.
+pub const FIELDS: [&str; 5] = ["pledged", "confirmed", "matched", "refunded", "gifts"];
 
-type Counters = (
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-);
+/// The raw counters of one totals hash; absent fields read as zero.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counters([i64; 5]);
 
-fn totals(goal: Option<Money>, counters: Counters, donors: i64) -> Totals {
-    let (pledged, confirmed, matched, refunded, gifts) = counters;
-    let money = |v: Option<i64>| Money::from_stored(v.unwrap_or(0));
-    Totals {
-        goal,
-        pledged: money(pledged),
-        confirmed: money(confirmed),
-        matched: money(matched),
-        refunded: money(refunded),
-        gifts: gifts.unwrap_or(0),
-        donors,
+impl Counters {
+    pub fn from_slice(values: &[Option<i64>]) -> Self {
+        let mut out = [0; 5];
+        for (slot, value) in out.iter_mut().zip(values) {
+            *slot = value.unwrap_or(0);
+        }
+        Counters(out)
+    }
+
+    pub fn into_totals(self, goal: Option<Money>, donors: i64) -> Totals {
+        let [pledged, confirmed, matched, refunded, gifts] = self.0;
+        Totals {
+            goal,
+            pledged: Money::from_stored(pledged),
+            confirmed: Money::from_stored(confirmed),
+            matched: Money::from_stored(matched),
+            refunded: Money::from_stored(refunded),
+            gifts,
+            donors,
+        }
     }
 }
 
 /// Reads a campaign's totals and those of the given streams (with their goals) in one
-/// atomic pipeline; counters that do not exist yet read as zero.
+/// atomic pipeline.
 pub async fn read_totals<C: ConnectionLike>(
     redis: &mut C,
     keys: &CampaignKeys,
@@ -67,19 +73,27 @@ pub async fn read_totals<C: ConnectionLike>(
         pipe.hmget(keys.stream_totals(stream), &FIELDS[..])
             .pfcount(keys.stream_donors(stream));
     }
-    let replies: Vec<redis::Value> = pipe.query_async(redis).await?;
-    let mut replies = replies.into_iter();
-    let mut next = || -> redis::RedisResult<(Counters, i64)> {
-        let counters = redis::from_redis_value(replies.next().unwrap_or(redis::Value::Nil))?;
-        let donors = redis::from_redis_value(replies.next().unwrap_or(redis::Value::Int(0)))?;
-        Ok((counters, donors))
+    let replies: Vec<(Vec<Option<i64>>, i64)> = {
+        let flat: Vec<redis::Value> = pipe.query_async(redis).await?;
+        let mut pairs = Vec::with_capacity(flat.len() / 2);
+        let mut it = flat.into_iter();
+        while let (Some(counters), Some(donors)) = (it.next(), it.next()) {
+            pairs.push((
+                redis::from_redis_value(counters)?,
+                redis::from_redis_value(donors)?,
+            ));
+        }
+        pairs
     };
-    let (counters, donors) = next()?;
-    let campaign = totals(Some(campaign_goal), counters, donors);
-    let mut per_stream = Vec::with_capacity(streams.len());
-    for (_, goal) in streams {
-        let (counters, donors) = next()?;
-        per_stream.push(totals(*goal, counters, donors));
-    }
+    let mut replies = replies.into_iter();
+    let (counters, donors) = replies.next().unwrap_or_default();
+    let campaign = Counters::from_slice(&counters).into_totals(Some(campaign_goal), donors);
+    let per_stream = streams
+        .iter()
+        .map(|(_, goal)| {
+            let (counters, donors) = replies.next().unwrap_or_default();
+            Counters::from_slice(&counters).into_totals(*goal, donors)
+        })
+        .collect();
     Ok((campaign, per_stream))
 }

@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::catalog::CatalogError;
-use crate::domain::Invalid;
+use crate::domain::{Invalid, Refusal};
+use crate::pledges::PledgeError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -24,6 +25,12 @@ pub enum ApiError {
     Invalid(#[from] Invalid),
     #[error("{0}")]
     Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("too many requests: slow down")]
+    RateLimited,
+    #[error(transparent)]
+    Pledge(#[from] PledgeError),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -67,6 +74,9 @@ impl ApiError {
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Pledge(e) => (pledge_status(e), e.code()),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
             ApiError::PayloadTooLarge { .. } => {
@@ -81,6 +91,15 @@ impl ApiError {
             }
             ApiError::Database(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
+    }
+}
+
+fn pledge_status(e: &PledgeError) -> StatusCode {
+    match e {
+        PledgeError::Refused(Refusal::CampaignClosed | Refusal::CampaignNotLive(_))
+        | PledgeError::IdempotencyConflict => StatusCode::CONFLICT,
+        PledgeError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        PledgeError::Redis(_) | PledgeError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -117,7 +136,10 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         let (message, field) = match &self {
             ApiError::BadRequest { message, field } => (message.clone(), field.clone()),
-            ApiError::Invalid(invalid) => (invalid.to_string(), Some(invalid.field.clone())),
+            ApiError::Invalid(invalid)
+            | ApiError::Pledge(PledgeError::Refused(Refusal::Invalid(invalid))) => {
+                (invalid.to_string(), Some(invalid.field.clone()))
+            }
             ApiError::Database(e) => {
                 tracing::error!(error = %e, "database error");
                 let message = if status == StatusCode::SERVICE_UNAVAILABLE {

@@ -6,7 +6,9 @@ mod error;
 mod funds;
 mod health;
 mod json;
+mod live;
 mod openapi;
+mod pledges;
 mod streams;
 
 pub use error::{ApiError, ErrorBody};
@@ -29,6 +31,8 @@ pub fn router(state: AppState) -> Router {
         .merge(funds::router())
         .merge(campaigns::router())
         .merge(streams::router())
+        .merge(pledges::router())
+        .merge(live::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{campaigns, error, funds, health, streams};
+use super::{campaigns, error, funds, health, live, pledges, streams};
 use crate::counters::Totals;
 
 #[derive(OpenApi)]
@@ -18,12 +18,14 @@ use crate::counters::Totals;
         funds::create,
         campaigns::create, campaigns::show,
         streams::create, streams::show,
+        pledges::create, pledges::show, live::upgrade,
     ),
     components(schemas(Totals, error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
     tags(
         (name = "public", description = "Read by anyone"),
         (name = "operator", description = "Needs the operator bearer token"),
+        (name = "viewer", description = "Pledges and the live WebSocket; no login"),
         (name = "health", description = "Probes and metrics"),
     )
 )]

@@ -3,9 +3,10 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod ws;
 
 use livefund::AppState;
-use livefund::config::{Config, Secret, WebhookSecrets};
+use livefund::config::{Config, Limits, Secret, WebhookSecrets};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -31,6 +32,8 @@ pub struct Options {
     pub operator_token: Option<String>,
     pub redis_url: String,
     pub prefix: String,
+    pub limits: Limits,
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Options {
@@ -39,6 +42,12 @@ impl Default for Options {
             operator_token: Some(OPERATOR_TOKEN.into()),
             redis_url: redis_url(),
             prefix: unique_prefix(),
+            // Tests pledge fast from one address; the limit itself has its own test.
+            limits: Limits {
+                http_pledges_per_ip: 0,
+                ..Limits::default()
+            },
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -66,9 +75,11 @@ impl TestApp {
             operator_token: options.operator_token.map(Secret::new),
             webhook_secrets: WebhookSecrets::new(vec![Secret::new("whsec_test")])
                 .expect("one secret"),
-            allowed_origins: vec![format!("http://{addr}")],
+            allowed_origins: [vec![format!("http://{addr}")], options.allowed_origins].concat(),
             sandbox_payments: false,
             redis_prefix: options.prefix.clone(),
+            checkout_url: format!("http://{addr}/sandbox/checkout"),
+            limits: options.limits,
         };
         let redis = livefund::connect_redis(&options.redis_url).expect("redis url");
         let state = AppState::new(db.clone(), redis, config);
@@ -213,4 +224,39 @@ pub fn campaign_body(slug: &str, fund: &str) -> Value {
 /// The error code of a contract error body.
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+/// A pledge body for `stream` with its own idempotency key.
+pub fn pledge_body(stream: &str, amount: i64) -> Value {
+    json!({
+        "stream": stream,
+        "amount": amount,
+        "currency": "CNY",
+        "donor_name": "小明",
+        "anonymous": false,
+        "message": "加油",
+        "designation": "education",
+        "donor_ref": format!("browser-{}", uuid::Uuid::new_v4().simple()),
+        "idempotency_key": format!("key-{}", uuid::Uuid::new_v4().simple()),
+    })
+}
+
+impl TestApp {
+    /// POSTs a pledge as a viewer would.
+    pub async fn pledge(&self, body: &Value) -> (StatusCode, Value) {
+        self.post_raw("/api/v1/pledges", body.to_string().into_bytes(), None)
+            .await
+    }
+
+    /// The stream's totals and its campaign's, as the public API reads them.
+    pub async fn totals(&self, stream: &str) -> (Value, Value) {
+        let (status, body) = self.get(&format!("/api/v1/streams/{stream}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        (body["totals"].clone(), body["campaign_totals"].clone())
+    }
+
+    pub fn ws_url(&self, stream: &str, since: Option<u64>) -> String {
+        let query = since.map(|s| format!("?since={s}")).unwrap_or_default();
+        format!("ws://{}/api/v1/streams/{stream}/live{query}", self.addr)
+    }
 }

@@ -1,0 +1,355 @@
+//! Typed wrappers of the Lua scripts, one per live state change. Each script is loaded
+//! once (by SHA, re-sent only when Redis lost it) and validates before it writes.
+
+use redis::aio::ConnectionLike;
+use redis::{FromRedisValue, Script};
+use std::sync::LazyLock;
+
+use super::CampaignKeys;
+use super::totals::{Counters, Totals};
+use crate::domain::{Money, Pledge, Slug};
+
+/// How many events each stream's log keeps for replay.
+pub const LOG_LENGTH: u32 = 1000;
+
+struct Scripts {
+    pledge: Script,
+    expire: Script,
+    pledge_failed: Script,
+    gift: Script,
+    refund: Script,
+    snapshot: Script,
+}
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    pledge: Script::new(include_str!("scripts/pledge.lua")),
+    expire: Script::new(include_str!("scripts/expire.lua")),
+    pledge_failed: Script::new(include_str!("scripts/pledge_failed.lua")),
+    gift: Script::new(include_str!("scripts/gift.lua")),
+    refund: Script::new(include_str!("scripts/refund.lua")),
+    snapshot: Script::new(include_str!("scripts/snapshot.lua")),
+});
+
+/// A pledge to record, with the times and lifetimes the caller chose.
+pub struct PledgeWrite<'a> {
+    pub pledge: &'a Pledge,
+    pub pledge_id: &'a str,
+    pub now_ms: i64,
+    pub expires_ms: i64,
+    pub idempotency_ttl_secs: u64,
+    pub pledge_ttl_secs: u64,
+}
+
+/// What the pledge script did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PledgeOutcome {
+    New {
+        pledge_id: String,
+        expires_ms: i64,
+    },
+    /// The same idempotency key and body were seen before: the first pledge.
+    Replay {
+        pledge_id: String,
+        expires_ms: i64,
+    },
+    /// The same idempotency key came with a different body.
+    Conflict,
+}
+
+/// The key a donor is counted under: the page's `donor_ref`, or the pledge itself.
+pub fn donor_key(donor_ref: Option<&str>, pledge_id: &str) -> String {
+    match donor_ref {
+        Some(r) => format!("d:{r}"),
+        None => format!("p:{pledge_id}"),
+    }
+}
+
+/// Records a pledge once per idempotency key (`pledge.lua`).
+pub async fn accept_pledge<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &CampaignKeys,
+    write: &PledgeWrite<'_>,
+) -> redis::RedisResult<PledgeOutcome> {
+    let p = write.pledge;
+    let stream = &p.stream;
+    let reply: Vec<String> = SCRIPTS
+        .pledge
+        .key(keys.idempotency(p.idempotency_key.as_str()))
+        .key(keys.pledge(write.pledge_id))
+        .key(keys.totals())
+        .key(keys.stream_totals(stream))
+        .key(keys.donors())
+        .key(keys.stream_donors(stream))
+        .key(keys.pending())
+        .key(keys.streams())
+        .arg(p.fingerprint())
+        .arg(write.pledge_id)
+        .arg(p.amount.minor_units())
+        .arg(stream.as_str())
+        .arg(donor_key(p.donor_ref.as_deref(), write.pledge_id))
+        .arg(write.now_ms)
+        .arg(write.expires_ms)
+        .arg(write.idempotency_ttl_secs)
+        .arg(write.pledge_ttl_secs)
+        .arg(keys.channel())
+        .arg(p.currency.as_str())
+        .arg(p.public_name().unwrap_or(""))
+        .arg(if p.anonymous { "1" } else { "0" })
+        .arg(p.message.as_deref().unwrap_or(""))
+        .arg(p.designation.as_ref().map_or("", |d| d.as_str()))
+        .arg(p.donor_ref.as_deref().unwrap_or(""))
+        .arg(p.idempotency_key.as_str())
+        .invoke_async(conn)
+        .await?;
+    let parse_ms = |v: Option<&String>| v.and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+    Ok(match reply.first().map(String::as_str) {
+        Some("new") => PledgeOutcome::New {
+            pledge_id: reply.get(1).cloned().unwrap_or_default(),
+            expires_ms: parse_ms(reply.get(2)),
+        },
+        Some("replay") => PledgeOutcome::Replay {
+            pledge_id: reply.get(1).cloned().unwrap_or_default(),
+            expires_ms: parse_ms(reply.get(2)),
+        },
+        _ => PledgeOutcome::Conflict,
+    })
+}
+
+/// Expires up to `limit` due pending pledges of a campaign (`expire.lua`); returns
+/// the ids it expired.
+pub async fn expire_due<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &CampaignKeys,
+    now_ms: i64,
+    limit: usize,
+) -> redis::RedisResult<Vec<String>> {
+    SCRIPTS
+        .expire
+        .key(keys.pending())
+        .key(keys.totals())
+        .arg(now_ms)
+        .arg(limit)
+        .arg(keys.base())
+        .arg(keys.channel())
+        .invoke_async(conn)
+        .await
+}
+
+/// A pending pledge's payment failed (`pledge_failed.lua`); true when this call
+/// changed it.
+pub async fn pledge_failed<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &CampaignKeys,
+    pledge_id: &str,
+) -> redis::RedisResult<bool> {
+    let changed: i64 = SCRIPTS
+        .pledge_failed
+        .key(keys.pledge(pledge_id))
+        .key(keys.pending())
+        .key(keys.totals())
+        .arg(pledge_id)
+        .arg(keys.base())
+        .arg(keys.channel())
+        .invoke_async(conn)
+        .await?;
+    Ok(changed == 1)
+}
+
+/// A gift committed to the ledger, as the live counters need it.
+pub struct SettledGift<'a> {
+    pub gift_id: &'a str,
+    pub pledge_id: &'a str,
+    pub stream: &'a Slug,
+    pub amount: Money,
+    pub matched: Money,
+    pub currency: &'a str,
+    pub donor_ref: Option<&'a str>,
+    pub anonymous: bool,
+    /// The name shown: already `None` for an anonymous gift.
+    pub public_name: Option<&'a str>,
+    pub message: Option<&'a str>,
+    pub designation: Option<&'a str>,
+    pub campaign_goal: Money,
+    pub stream_goal: Option<Money>,
+}
+
+impl SettledGift<'_> {
+    /// An anonymous gift has a leaderboard entry of its own, never merged with a name.
+    pub fn board_key(&self) -> String {
+        match (self.anonymous, self.donor_ref) {
+            (false, Some(r)) => format!("d:{r}"),
+            (false, None) => format!("p:{}", self.pledge_id),
+            (true, _) => format!("a:{}", self.gift_id),
+        }
+    }
+}
+
+/// Counts a settled gift live (`gift.lua`); returns its event seq, or 0 when it was
+/// already counted.
+pub async fn gift_settled<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &CampaignKeys,
+    gift: &SettledGift<'_>,
+) -> redis::RedisResult<u64> {
+    let stream = gift.stream;
+    SCRIPTS
+        .gift
+        .key(keys.applied_gifts())
+        .key(keys.pledge(gift.pledge_id))
+        .key(keys.pending())
+        .key(keys.totals())
+        .key(keys.stream_totals(stream))
+        .key(keys.donors())
+        .key(keys.stream_donors(stream))
+        .key(keys.top())
+        .key(keys.stream_top(stream))
+        .key(keys.names())
+        .key(keys.stream_seq(stream))
+        .key(keys.stream_log(stream))
+        .key(keys.milestones())
+        .key(keys.streams())
+        .arg(gift.gift_id)
+        .arg(gift.pledge_id)
+        .arg(stream.as_str())
+        .arg(gift.amount.minor_units())
+        .arg(gift.matched.minor_units())
+        .arg(gift.currency)
+        .arg(donor_key(gift.donor_ref, gift.pledge_id))
+        .arg(if gift.anonymous {
+            ""
+        } else {
+            gift.public_name.unwrap_or("")
+        })
+        .arg(gift.message.unwrap_or(""))
+        .arg(gift.designation.unwrap_or(""))
+        .arg(gift.campaign_goal.minor_units())
+        .arg(gift.stream_goal.map_or(0, Money::minor_units))
+        .arg(LOG_LENGTH)
+        .arg(keys.base())
+        .arg(keys.channel())
+        .arg(gift.board_key())
+        .invoke_async(conn)
+        .await
+}
+
+/// A refund committed to the ledger, as the live counters need it.
+pub struct SettledRefund<'a> {
+    pub refund_id: &'a str,
+    pub gift_id: &'a str,
+    pub pledge_id: &'a str,
+    pub stream: &'a Slug,
+    pub amount: Money,
+    pub match_reversed: Money,
+    /// The leaderboard key of the refunded gift ([`SettledGift::board_key`]).
+    pub board_key: &'a str,
+    pub fully_refunded: bool,
+}
+
+/// Takes a refund off the live counters (`refund.lua`); returns its event seq, or 0
+/// when it was already counted.
+pub async fn refund_settled<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &CampaignKeys,
+    refund: &SettledRefund<'_>,
+) -> redis::RedisResult<u64> {
+    let stream = refund.stream;
+    SCRIPTS
+        .refund
+        .key(keys.applied_refunds())
+        .key(keys.pledge(refund.pledge_id))
+        .key(keys.totals())
+        .key(keys.stream_totals(stream))
+        .key(keys.top())
+        .key(keys.stream_top(stream))
+        .key(keys.stream_seq(stream))
+        .key(keys.stream_log(stream))
+        .arg(refund.refund_id)
+        .arg(refund.gift_id)
+        .arg(stream.as_str())
+        .arg(refund.amount.minor_units())
+        .arg(refund.match_reversed.minor_units())
+        .arg(refund.board_key)
+        .arg(if refund.fully_refunded { "1" } else { "0" })
+        .arg(LOG_LENGTH)
+        .arg(keys.channel())
+        .invoke_async(conn)
+        .await
+}
+
+/// A top donor: the name shown (`None` for anonymous) and the net amount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopDonor {
+    pub donor: Option<String>,
+    pub amount: Money,
+}
+
+/// What a socket needs when it opens (`snapshot.lua`).
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub campaign: Totals,
+    pub stream: Totals,
+    pub seq: u64,
+    /// Recent gift frames as stored, newest first.
+    pub recent: Vec<String>,
+    pub top: Vec<TopDonor>,
+    /// Event frames after `since`, oldest first.
+    pub replay: Vec<String>,
+    /// The log no longer reaches back to `since`.
+    pub gap: bool,
+}
+
+type RawSnapshot = (
+    Vec<Option<i64>>,
+    i64,
+    Vec<Option<i64>>,
+    i64,
+    u64,
+    Vec<String>,
+    Vec<(String, i64, String)>,
+    Vec<String>,
+    i64,
+);
+
+/// Reads a stream's snapshot atomically; with `since`, also the events after it.
+pub async fn snapshot<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &CampaignKeys,
+    stream: &Slug,
+    goals: (Money, Option<Money>),
+    since: Option<u64>,
+    recent: usize,
+    top: usize,
+) -> redis::RedisResult<Snapshot> {
+    let value: redis::Value = SCRIPTS
+        .snapshot
+        .key(keys.totals())
+        .key(keys.donors())
+        .key(keys.stream_totals(stream))
+        .key(keys.stream_donors(stream))
+        .key(keys.stream_seq(stream))
+        .key(keys.stream_log(stream))
+        .key(keys.stream_top(stream))
+        .key(keys.names())
+        .arg(since.map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX)))
+        .arg(recent)
+        .arg(top)
+        .invoke_async(conn)
+        .await?;
+    let (campaign, campaign_donors, stream_counters, stream_donors, seq, recent, top, replay, gap) =
+        RawSnapshot::from_redis_value(value)?;
+    Ok(Snapshot {
+        campaign: Counters::from_slice(&campaign).into_totals(Some(goals.0), campaign_donors),
+        stream: Counters::from_slice(&stream_counters).into_totals(goals.1, stream_donors),
+        seq,
+        recent,
+        top: top
+            .into_iter()
+            .map(|(_, amount, name)| TopDonor {
+                donor: (!name.is_empty()).then_some(name),
+                amount: Money::from_stored(amount),
+            })
+            .collect(),
+        replay,
+        gap: gap == 1,
+    })
+}

@@ -1,0 +1,68 @@
+//! `GET /api/v1/streams/{stream}/live[?since=SEQ]`: the upgrade to a live WebSocket.
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::ApiError;
+use super::pledges::check_origin;
+use crate::AppState;
+use crate::domain::Slug;
+use crate::live::{SocketParams, run_socket};
+
+/// A socket's read buffer starts this small; an idle socket then costs a few KB.
+const READ_BUFFER: usize = 4 * 1024;
+/// Frames are written straight out; a socket that cannot take them is closed, not buffered.
+const MAX_WRITE_BUFFER: usize = 64 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/streams/{stream}/live", get(upgrade))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct LiveQuery {
+    /// The last seq the client showed; the events after it are replayed.
+    since: Option<u64>,
+}
+
+/// Upgrade to the stream's live WebSocket (CONTRACT §9).
+#[utoipa::path(
+    get, path = "/api/v1/streams/{stream}/live", tag = "viewer",
+    params(("stream" = String, Path, description = "The stream's slug"), LiveQuery),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 403, description = "Origin not allowed", body = super::ErrorBody),
+        (status = 404, description = "No such stream", body = super::ErrorBody),
+    )
+)]
+async fn upgrade(
+    State(state): State<AppState>,
+    Path(stream): Path<String>,
+    Query(query): Query<LiveQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    check_origin(&state, &headers)?;
+    let not_found = || ApiError::not_found("stream", &stream);
+    let slug = Slug::parse("stream", &stream).map_err(|_| not_found())?;
+    let info = state.catalog.stream(&slug).await?.ok_or_else(not_found)?;
+    let limit = state.config.limits.ws_max_frame;
+    let params = SocketParams {
+        live: state.live.clone(),
+        shutdown: state.shutdown.clone(),
+        state,
+        stream: info,
+        since: query.since,
+    };
+    Ok(ws
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| run_socket(socket, params)))
+}

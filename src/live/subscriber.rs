@@ -1,0 +1,154 @@
+//! The one Redis pub/sub connection of this gateway: it subscribes to the channels of
+//! campaigns with local sockets and routes each message to its stream hub. After a lost
+//! connection it resubscribes and replays from the streams' logs what it missed.
+
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::Live;
+
+/// What the hubs ask of the subscriber.
+pub enum Command {
+    Subscribe {
+        channel: String,
+        campaign: String,
+        ack: oneshot::Sender<Result<(), String>>,
+    },
+    Unsubscribe {
+        channel: String,
+    },
+}
+
+/// Entries of a stream's log: id and field/value pairs.
+type LogEntries = Vec<(String, Vec<(String, String)>)>;
+
+#[derive(serde::Deserialize)]
+struct SeqOnly {
+    seq: u64,
+}
+
+/// Runs until `shutdown`, reconnecting with a short backoff when Redis goes away.
+pub async fn run_subscriber(
+    client: redis::Client,
+    live: Arc<Live>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    shutdown: CancellationToken,
+) {
+    // channel → campaign slug, for every channel that should be subscribed.
+    let mut wanted: HashMap<String, String> = HashMap::new();
+    let mut first = true;
+    loop {
+        let connected = tokio::select! {
+            c = client.get_async_pubsub() => c,
+            _ = shutdown.cancelled() => return,
+        };
+        let pubsub = match connected {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "live subscription: cannot reach Redis; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        };
+        let (mut sink, mut messages) = pubsub.split();
+        let mut healthy = true;
+        for channel in wanted.keys() {
+            if sink.subscribe(channel).await.is_err() {
+                healthy = false;
+                break;
+            }
+        }
+        if !healthy {
+            continue;
+        }
+        if !first {
+            tracing::info!("live subscription restored; replaying missed events");
+            resync(&live).await;
+        }
+        first = false;
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Subscribe { channel, campaign, ack }) => {
+                        let result = sink.subscribe(&channel).await.map_err(|e| e.to_string());
+                        let failed = result.is_err();
+                        wanted.insert(channel, campaign);
+                        let _ = ack.send(result);
+                        if failed { break; }
+                    }
+                    Some(Command::Unsubscribe { channel }) => {
+                        wanted.remove(&channel);
+                        if sink.unsubscribe(&channel).await.is_err() { break; }
+                    }
+                    None => return,
+                },
+                message = messages.next() => match message {
+                    Some(message) => {
+                        let channel = message.get_channel_name();
+                        if let (Some(campaign), Ok(payload)) =
+                            (wanted.get(channel), message.get_payload::<String>())
+                        {
+                            dispatch(&live, campaign, payload);
+                        }
+                    }
+                    None => {
+                        tracing::warn!("live subscription lost; reconnecting");
+                        break;
+                    }
+                },
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
+
+/// Routes one message: `T <stream>` marks totals changed; `E <stream> <frame>` is an
+/// event frame, passed on as is.
+fn dispatch(live: &Live, campaign: &str, payload: String) {
+    let mut parts = payload.splitn(3, ' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("T"), Some(_stream), None) => live.mark_dirty(campaign),
+        (Some("E"), Some(stream), Some(frame)) => {
+            let Some(hub) = live.hub(campaign, stream) else {
+                return;
+            };
+            match serde_json::from_str::<SeqOnly>(frame) {
+                Ok(SeqOnly { seq }) => hub.publish_event(seq, frame.to_owned().into()),
+                Err(e) => tracing::warn!(error = %e, "live event without a seq"),
+            }
+        }
+        _ => tracing::warn!(payload, "unrecognised live message"),
+    }
+}
+
+/// After a lost subscription: every hub reads the events it missed from its stream's
+/// log, and every campaign's totals are sent again.
+async fn resync(live: &Live) {
+    let mut redis = live.redis.clone();
+    for (campaign, hubs) in live.all() {
+        for hub in hubs {
+            let from = format!("{}-0", hub.last_seq() + 1);
+            let entries: redis::RedisResult<LogEntries> = redis::cmd("XRANGE")
+                .arg(campaign.keys.stream_log(&hub.info.slug))
+                .arg(from)
+                .arg("+")
+                .query_async(&mut redis)
+                .await;
+            let Ok(entries) = entries else { continue };
+            for (id, fields) in entries {
+                let seq = id.split('-').next().and_then(|s| s.parse::<u64>().ok());
+                let frame = fields.into_iter().find(|(k, _)| k == "f").map(|(_, v)| v);
+                if let (Some(seq), Some(frame)) = (seq, frame) {
+                    hub.publish_event(seq, frame.into());
+                }
+            }
+        }
+    }
+    live.mark_all_dirty();
+}
