@@ -204,6 +204,10 @@ pub struct Limits {
         default_value_t = 512
     )]
     pub ws_queue: usize,
+    /// Kernel send buffer of each accepted connection, in bytes (0: the system's own,
+    /// which grows to megabytes): bounds what a client that stops reading can hold.
+    #[arg(long = "livefund-socket-send-buffer", env = "LIVEFUND_SOCKET_SEND_BUFFER", default_value_t = 256 * 1024)]
+    pub socket_send_buffer: usize,
     /// Milliseconds a send to one socket may block before the socket is closed as too slow.
     #[arg(
         long = "livefund-ws-send-timeout-ms",
@@ -223,6 +227,7 @@ impl Default for Limits {
             ws_max_frame: 16 * 1024,
             ws_ping_secs: 30,
             ws_queue: 512,
+            socket_send_buffer: 256 * 1024,
             ws_send_timeout_ms: 5000,
         }
     }

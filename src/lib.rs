@@ -155,6 +155,15 @@ pub async fn serve(
         }
     });
 
+    // Small frames go out at once (no Nagle delay), and a client that stops reading can
+    // pin only a bounded kernel buffer before its sends block and it is closed.
+    let send_buffer = state.config.limits.socket_send_buffer;
+    let listener = axum::serve::ListenerExt::tap_io(listener, move |tcp| {
+        let _ = tcp.set_nodelay(true);
+        if send_buffer > 0 {
+            let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(send_buffer);
+        }
+    });
     let app = http::router(state);
     let served = axum::serve(
         listener,

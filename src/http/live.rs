@@ -2,6 +2,7 @@
 
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -44,12 +45,16 @@ async fn upgrade(
     Path(stream): Path<String>,
     Query(query): Query<LiveQuery>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     check_origin(&state, &headers)?;
     let not_found = || ApiError::not_found("stream", &stream);
     let slug = Slug::parse("stream", &stream).map_err(|_| not_found())?;
     let info = state.catalog.stream(&slug).await?.ok_or_else(not_found)?;
+    let ws = ws.map_err(|rejection| ApiError::BadRequest {
+        message: format!("this is a WebSocket endpoint: {rejection}"),
+        field: None,
+    })?;
     let limit = state.config.limits.ws_max_frame;
     let params = SocketParams {
         live: state.live.clone(),
