@@ -59,6 +59,8 @@ struct Background {
 
 impl AppState {
     pub fn new(db: PgPool, redis_client: redis::Client, config: Config) -> Self {
+        // The recorder first, so the metric handles made below record into it.
+        let metrics = telemetry::metrics_handle();
         let redis = ConnectionManager::new_lazy_with_config(redis_client.clone(), redis_config())
             .expect("a lazy connection manager does not connect, so it cannot fail");
         let keys = Keys::new(config.redis_prefix.clone());
@@ -80,7 +82,7 @@ impl AppState {
             db,
             redis,
             config: Arc::new(config),
-            metrics: telemetry::metrics_handle(),
+            metrics,
         }
     }
 }

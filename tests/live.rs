@@ -357,3 +357,34 @@ async fn a_socket_that_never_reads_is_closed_while_others_keep_receiving(db: PgP
         "the slow socket did not get everything ({gifts})"
     );
 }
+
+#[sqlx::test]
+async fn a_socket_that_misses_two_pongs_is_closed(db: PgPool) {
+    let options = Options {
+        limits: Limits {
+            ws_ping_secs: 1,
+            http_pledges_per_ip: 0,
+            ..Limits::default()
+        },
+        ..Options::default()
+    };
+    let app = TestApp::spawn_with(db, options).await;
+    app.seed().await;
+    // This client answers pings (tungstenite does while reading) and stays open.
+    let mut alive = Client::connect(&app.ws_url("stream", None)).await;
+    alive.next_of("snapshot").await;
+    // This one never reads, so never answers.
+    let mut silent = Client::connect(&app.ws_url("stream", None)).await;
+    let reading = async {
+        use futures_util::StreamExt;
+        while let Some(Ok(_)) = alive.ws.next().await {}
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(3500), reading).await;
+    // Closed: with a 1008 frame, or (when the client's late pong hits the closed
+    // connection first) with a broken pipe; `closed` panics if it stays open.
+    if let Some(close) = silent.closed(WAIT).await {
+        assert_eq!(close.code, CloseCode::Policy);
+    }
+    alive.send_json(&json!({"type": "ping"})).await;
+    alive.next_of("pong").await;
+}

@@ -57,8 +57,29 @@ struct CampaignHubs {
     subscribed: Arc<OnceCell<()>>,
 }
 
+/// Metric handles of the live paths, registered once: a per-frame lookup by name would
+/// cost more than the frame.
+pub struct LiveMetrics {
+    pub open: metrics::Gauge,
+    pub frames_sent: metrics::Counter,
+    pub frames_dropped: metrics::Counter,
+    pub closed_slow: metrics::Counter,
+}
+
+impl LiveMetrics {
+    fn register() -> Self {
+        Self {
+            open: metrics::gauge!("livefund_ws_open"),
+            frames_sent: metrics::counter!("livefund_ws_frames_sent_total"),
+            frames_dropped: metrics::counter!("livefund_ws_frames_dropped_total"),
+            closed_slow: metrics::counter!("livefund_ws_closed_slow_total"),
+        }
+    }
+}
+
 /// Every hub of this gateway, by campaign and stream.
 pub struct Live {
+    pub metrics: LiveMetrics,
     pub(super) redis: ConnectionManager,
     campaigns: Mutex<HashMap<String, CampaignHubs>>,
     commands: mpsc::UnboundedSender<Command>,
@@ -95,6 +116,7 @@ impl Live {
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Command>) {
         let (commands, rx) = mpsc::unbounded_channel();
         let live = Arc::new(Self {
+            metrics: LiveMetrics::register(),
             redis,
             campaigns: Mutex::new(HashMap::new()),
             commands,

@@ -11,6 +11,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::Live;
+use super::hub::LiveMetrics;
 use super::protocol::{ClientFrame, Reply, SnapshotFrame, reference_of};
 use crate::AppState;
 use crate::catalog::StreamInfo;
@@ -45,7 +46,7 @@ enum Flow {
 
 /// Serves one socket until either side closes it.
 pub async fn run_socket(mut socket: WebSocket, params: SocketParams) {
-    metrics::gauge!("livefund_ws_open").increment(1.0);
+    params.live.metrics.open.increment(1.0);
     let reason = serve(&mut socket, &params).await;
     if let Some((code, why)) = reason {
         let frame = CloseFrame {
@@ -58,18 +59,24 @@ pub async fn run_socket(mut socket: WebSocket, params: SocketParams) {
         )
         .await;
     }
-    metrics::gauge!("livefund_ws_open").decrement(1.0);
+    params.live.metrics.open.decrement(1.0);
 }
 
-async fn send(socket: &mut WebSocket, text: Utf8Bytes, timeout: Duration) -> Result<(), ()> {
+/// Sends one frame, giving up (and counting the socket as slow) after `timeout`.
+async fn send(
+    socket: &mut WebSocket,
+    text: Utf8Bytes,
+    timeout: Duration,
+    m: &LiveMetrics,
+) -> Result<(), ()> {
     match tokio::time::timeout(timeout, socket.send(Message::Text(text))).await {
         Ok(Ok(())) => {
-            metrics::counter!("livefund_ws_frames_sent_total").increment(1);
+            m.frames_sent.increment(1);
             Ok(())
         }
         Ok(Err(_)) => Err(()),
         Err(_) => {
-            metrics::counter!("livefund_ws_closed_slow_total").increment(1);
+            m.closed_slow.increment(1);
             Err(())
         }
     }
@@ -78,6 +85,7 @@ async fn send(socket: &mut WebSocket, text: Utf8Bytes, timeout: Duration) -> Res
 /// Returns the close frame to send, if any.
 async fn serve(socket: &mut WebSocket, p: &SocketParams) -> Option<(u16, &'static str)> {
     let limits = &p.state.config.limits;
+    let m = &p.live.metrics;
     let send_timeout = Duration::from_millis(limits.ws_send_timeout_ms);
     let mut membership = match p.live.join(&p.stream).await {
         Ok(m) => m,
@@ -119,9 +127,9 @@ async fn serve(socket: &mut WebSocket, p: &SocketParams) -> Option<(u16, &'stati
         snap.gap,
     );
     let first = serde_json::to_string(&first).unwrap_or_default();
-    send(socket, first.into(), send_timeout).await.ok()?;
+    send(socket, first.into(), send_timeout, m).await.ok()?;
     for frame in snap.replay {
-        send(socket, frame.into(), send_timeout).await.ok()?;
+        send(socket, frame.into(), send_timeout, m).await.ok()?;
     }
     let mut last_sent = snap.seq;
 
@@ -139,11 +147,11 @@ async fn serve(socket: &mut WebSocket, p: &SocketParams) -> Option<(u16, &'stati
                         if seq <= last_sent { continue; }
                         last_sent = seq;
                     }
-                    send(socket, frame.text, send_timeout).await.ok()?;
+                    send(socket, frame.text, send_timeout, m).await.ok()?;
                 }
                 Err(RecvError::Lagged(missed)) => {
-                    metrics::counter!("livefund_ws_frames_dropped_total").increment(missed);
-                    metrics::counter!("livefund_ws_closed_slow_total").increment(1);
+                    m.frames_dropped.increment(missed);
+                    m.closed_slow.increment(1);
                     return Some((POLICY, "too slow: reconnect with since"));
                 }
                 Err(RecvError::Closed) => return Some((GOING_AWAY, "stream closed")),
@@ -163,20 +171,20 @@ async fn serve(socket: &mut WebSocket, p: &SocketParams) -> Option<(u16, &'stati
                 };
                 let now = Instant::now();
                 if !messages.allow(now, limits.ws_messages) {
-                    match strike(socket, &mut strikes, &text, send_timeout).await {
+                    match strike(socket, &mut strikes, &text, send_timeout, m).await {
                         Flow::Continue => continue,
                         Flow::Close(code, why) => return Some((code, why)),
                     }
                 }
                 let reply = answer(p, &text, &mut pledges, now).await;
                 if reply.is_none() {
-                    match strike(socket, &mut strikes, &text, send_timeout).await {
+                    match strike(socket, &mut strikes, &text, send_timeout, m).await {
                         Flow::Continue => continue,
                         Flow::Close(code, why) => return Some((code, why)),
                     }
                 }
                 if let Some(reply) = reply {
-                    send(socket, reply.into(), send_timeout).await.ok()?;
+                    send(socket, reply.into(), send_timeout, m).await.ok()?;
                 }
             },
             _ = ping.tick() => {
@@ -193,7 +201,13 @@ async fn serve(socket: &mut WebSocket, p: &SocketParams) -> Option<(u16, &'stati
 }
 
 /// Tells a client it is over its rate; closes it when it keeps on.
-async fn strike(socket: &mut WebSocket, strikes: &mut u32, text: &str, timeout: Duration) -> Flow {
+async fn strike(
+    socket: &mut WebSocket,
+    strikes: &mut u32,
+    text: &str,
+    timeout: Duration,
+    m: &LiveMetrics,
+) -> Flow {
     *strikes += 1;
     metrics::counter!("livefund_pledges_refused_total", "code" => "rate_limited").increment(1);
     if *strikes > STRIKES {
@@ -205,7 +219,7 @@ async fn strike(socket: &mut WebSocket, strikes: &mut u32, text: &str, timeout: 
         message: "too many messages: slow down",
         reference: reference.as_deref(),
     };
-    match send(socket, reply.to_json().into(), timeout).await {
+    match send(socket, reply.to_json().into(), timeout, m).await {
         Ok(()) => Flow::Continue,
         Err(()) => Flow::Close(POLICY, "rate limit exceeded"),
     }

@@ -70,7 +70,11 @@ impl Client {
         loop {
             match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Err(_) => panic!("the socket was not closed within {within:?}"),
-                Ok(None) | Ok(Some(Err(_))) => return None,
+                Ok(None) => return None,
+                Ok(Some(Err(e))) => {
+                    eprintln!("socket ended with an error: {e}");
+                    return None;
+                }
                 Ok(Some(Ok(Message::Close(frame)))) => return frame,
                 Ok(Some(Ok(_))) => continue,
             }
