@@ -111,12 +111,12 @@ create table payment_events (
         check (type in ('payment.succeeded', 'payment.failed', 'refund.succeeded')),
     pledge_id        uuid,
     provider_txn_id  text not null check (char_length(provider_txn_id) between 1 and 200),
-    amount           bigint not null check (amount >= 0),
+    amount           bigint not null,
     currency         text not null,
-    fee              bigint not null default 0 check (fee >= 0),
+    fee              bigint not null default 0,
     occurred_at      timestamptz not null,
     test             boolean not null default false,
-    -- What settlement made of it: gift, refund, failed, exception, duplicate, test.
+    -- What settlement made of it: gift, refund, failed, ignored, exception, test.
     outcome          text not null,
     received_at      timestamptz not null default now()
 );
@@ -186,14 +186,20 @@ create table payment_exceptions (
     provider_txn_id  text not null,
     kind             text not null check (kind in (
         'amount_mismatch', 'currency_mismatch', 'unknown_pledge', 'duplicate_payment',
-        'payment_after_close', 'refund_without_gift', 'refund_exceeds_gift')),
+        'payment_after_close', 'refund_without_gift', 'refund_exceeds_gift',
+        'invalid_event')),
     amount           bigint not null,
     currency         text not null,
     detail           text not null default '',
-    created_at       timestamptz not null default now()
+    created_at       timestamptz not null default now(),
+    -- A refund that came before its payment is applied when the payment arrives;
+    -- its exception is then resolved, and reconciliation lists only unresolved ones.
+    resolved_at      timestamptz
 );
 
 create index payment_exceptions_campaign_idx on payment_exceptions (campaign_id);
+create index payment_exceptions_parked_idx on payment_exceptions (pledge_id)
+    where kind = 'refund_without_gift' and resolved_at is null;
 
 -- A provider statement as uploaded, and its parsed rows.
 create table statements (

@@ -10,7 +10,9 @@ pub mod counters;
 pub mod demo;
 pub mod domain;
 pub mod http;
+pub mod ledger;
 pub mod live;
+pub mod payments;
 pub mod pledges;
 pub mod telemetry;
 

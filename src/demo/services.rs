@@ -213,7 +213,9 @@ impl LocalServices {
             PathBuf::new()
         };
 
-        for attempt in 1..=PORT_ATTEMPTS {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let port = free_port()?;
             let mut command = child_command(&binaries.postgres, &self.data_dir, &log, account)?;
             command
@@ -245,7 +247,6 @@ impl LocalServices {
                 Err(error) => return Err(error),
             }
         }
-        unreachable!("the last attempt returns")
     }
 
     async fn start_redis(&mut self, binaries: &Binaries) -> Result<(), ServicesError> {
@@ -256,7 +257,9 @@ impl LocalServices {
         }
         let log_path = self.data_dir.join("redis.log");
         let log = open_log(&log_path)?;
-        for attempt in 1..=PORT_ATTEMPTS {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let port = free_port()?;
             let mut command = child_command(&binaries.redis, &self.data_dir, &log, None)?;
             command
@@ -284,7 +287,6 @@ impl LocalServices {
                 Err(error) => return Err(error),
             }
         }
-        unreachable!("the last attempt returns")
     }
 }
 

@@ -14,22 +14,31 @@ local campaign = redis.call('HMGET', KEYS[1], unpack(fields))
 local stream = redis.call('HMGET', KEYS[3], unpack(fields))
 local seq = tonumber(redis.call('GET', KEYS[5]) or '0')
 
+-- Recent gifts: page back through the log until enough gifts are found, however many
+-- refunds and milestones sit between them.
 local recent = {}
 local wanted = tonumber(ARGV[2])
-if wanted > 0 then
-  for _, entry in ipairs(redis.call('XREVRANGE', KEYS[6], '+', '-', 'COUNT', wanted * 4)) do
+local before = '+'
+while wanted > 0 and #recent < wanted do
+  local page = redis.call('XREVRANGE', KEYS[6], before, '-', 'COUNT', 50)
+  for _, entry in ipairs(page) do
     local f = entry[2]
     if f[2] == 'gift' and #recent < wanted then
       recent[#recent + 1] = f[4]
     end
   end
+  if #page < 50 then break end
+  before = '(' .. page[#page][1]
 end
 
 local top = {}
-local ranked = redis.call('ZREVRANGE', KEYS[7], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
-for i = 1, #ranked, 2 do
-  local name = redis.call('HGET', KEYS[8], ranked[i]) or ''
-  top[#top + 1] = {ranked[i], ranked[i + 1], name}
+local top_wanted = tonumber(ARGV[3])
+if top_wanted > 0 then
+  local ranked = redis.call('ZREVRANGE', KEYS[7], 0, top_wanted - 1, 'WITHSCORES')
+  for i = 1, #ranked, 2 do
+    local name = redis.call('HGET', KEYS[8], ranked[i]) or ''
+    top[#top + 1] = {ranked[i], ranked[i + 1], name}
+  end
 end
 
 local replay = {}

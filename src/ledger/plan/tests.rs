@@ -1,0 +1,266 @@
+//! The settlement rules, event by event and in shuffled orders.
+
+use super::*;
+use chrono::Utc;
+
+const CAMPAIGN: i64 = 1;
+
+fn pledge(n: u128, amount: i64) -> PledgeFacts {
+    PledgeFacts {
+        id: Uuid::from_u128(n),
+        campaign_id: CAMPAIGN,
+        stream_id: 7,
+        amount,
+        currency: "CNY".into(),
+        designation: None,
+        donor_name: Some("小明".into()),
+        anonymous: false,
+        message: None,
+        donor_ref: Some("browser-1".into()),
+    }
+}
+
+fn event(id: &str, kind: EventKind, pledge: u128, txn: &str, amount: i64) -> PaymentEvent {
+    PaymentEvent {
+        event_id: id.into(),
+        kind,
+        pledge_id: Uuid::from_u128(pledge).to_string(),
+        provider_txn_id: txn.into(),
+        amount,
+        currency: "CNY".into(),
+        fee: 0,
+        occurred_at: Utc::now(),
+        test: false,
+    }
+}
+
+fn paid(id: &str, pledge: u128, txn: &str, amount: i64) -> PaymentEvent {
+    event(id, EventKind::PaymentSucceeded, pledge, txn, amount)
+}
+
+fn refunded(id: &str, pledge: u128, txn: &str, amount: i64) -> PaymentEvent {
+    event(id, EventKind::RefundSucceeded, pledge, txn, amount)
+}
+
+fn known(pledges: &[PledgeFacts], pool: Option<PoolFacts>) -> Known {
+    let mut known = Known::default();
+    for p in pledges {
+        known.pledges.insert(p.id, p.clone());
+    }
+    known.closed.insert(CAMPAIGN, false);
+    if let Some(pool) = pool {
+        known.pools.insert(CAMPAIGN, pool);
+    }
+    known
+}
+
+fn codes(plan: &Plan) -> Vec<&'static str> {
+    plan.outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Exception(kind) => kind,
+            other => other.word(),
+        })
+        .collect()
+}
+
+/// The final ledger a sequence leaves: gift amounts per pledge, refund total, net match.
+fn ledger(events: &[PaymentEvent], known: &mut Known) -> (Vec<(Uuid, i64)>, i64, i64) {
+    let mut gifts = Vec::new();
+    let (mut refunds, mut matched) = (0, 0);
+    for e in events {
+        let plan = plan(std::slice::from_ref(e), known);
+        for g in &plan.gifts {
+            gifts.push((g.pledge.id, g.pledge.amount));
+            matched += g.matched;
+        }
+        for r in &plan.refunds {
+            refunds += r.amount;
+            matched -= r.reversed;
+        }
+    }
+    gifts.sort();
+    (gifts, refunds, matched)
+}
+
+#[test]
+fn a_payment_makes_one_gift_and_a_second_transaction_is_an_exception() {
+    let mut k = known(&[pledge(1, 5000)], None);
+    let plan = plan(
+        &[
+            paid("e1", 1, "t1", 5000),
+            paid("e2", 1, "t1", 5000),
+            paid("e3", 1, "t2", 5000),
+        ],
+        &mut k,
+    );
+    assert_eq!(codes(&plan), ["gift", "ignored", "duplicate_payment"]);
+    assert_eq!(plan.gifts.len(), 1);
+    assert_eq!(plan.statuses, [(Uuid::from_u128(1), "confirmed")]);
+}
+
+#[test]
+fn each_exception_class_is_recorded_and_counts_nothing() {
+    let mut k = known(&[pledge(1, 5000), pledge(2, 5000), pledge(3, 5000)], None);
+    let mut usd = paid("e3", 2, "t3", 5000);
+    usd.currency = "USD".into();
+    let mut fee = paid("e4", 3, "t4", 5000);
+    fee.fee = 5001;
+    let plan = plan(
+        &[
+            paid("e1", 9, "t1", 5000),
+            paid("e2", 1, "t2", 4999),
+            usd,
+            fee,
+            refunded("e5", 1, "r1", 100),
+        ],
+        &mut k,
+    );
+    assert_eq!(
+        codes(&plan),
+        [
+            "unknown_pledge",
+            "amount_mismatch",
+            "currency_mismatch",
+            "invalid_event",
+            "refund_without_gift"
+        ]
+    );
+    assert!(plan.gifts.is_empty() && plan.refunds.is_empty() && plan.statuses.is_empty());
+    assert_eq!(plan.exceptions.len(), 5);
+
+    let mut closed = known(&[pledge(1, 5000)], None);
+    closed.closed.insert(CAMPAIGN, true);
+    let plan = super::plan(&[paid("e1", 1, "t1", 5000)], &mut closed);
+    assert_eq!(codes(&plan), ["payment_after_close"]);
+}
+
+#[test]
+fn refunds_are_partial_bounded_and_the_last_one_refunds_the_pledge() {
+    let mut k = known(&[pledge(1, 5000)], None);
+    let plan = plan(
+        &[
+            paid("e1", 1, "t1", 5000),
+            refunded("e2", 1, "r1", 2000),
+            refunded("e3", 1, "r2", 3001),
+            refunded("e4", 1, "r2", 3000),
+            refunded("e5", 1, "r2", 3000),
+        ],
+        &mut k,
+    );
+    assert_eq!(
+        codes(&plan),
+        ["gift", "refund", "refund_exceeds_gift", "refund", "ignored"]
+    );
+    assert!(!plan.refunds[0].fully && plan.refunds[1].fully);
+    assert_eq!(
+        plan.statuses.last(),
+        Some(&(Uuid::from_u128(1), "refunded"))
+    );
+}
+
+#[test]
+fn matching_stops_at_the_cap_and_a_refund_returns_its_match() {
+    let pool = PoolFacts {
+        ratio_percent: 50,
+        cap: 3000,
+        spent: 0,
+    };
+    let mut k = known(
+        &[pledge(1, 4000), pledge(2, 4000), pledge(3, 4000)],
+        Some(pool),
+    );
+    let plan = plan(
+        &[
+            paid("e1", 1, "t1", 4000),
+            paid("e2", 2, "t2", 4000),
+            paid("e3", 3, "t3", 4000),
+        ],
+        &mut k,
+    );
+    let matched: Vec<i64> = plan.gifts.iter().map(|g| g.matched).collect();
+    assert_eq!(
+        matched,
+        [2000, 1000, 0],
+        "the last match is partial, then none"
+    );
+    assert_eq!(k.pools[&CAMPAIGN].spent, 3000);
+
+    let plan = super::plan(
+        &[refunded("e4", 1, "r1", 1000), refunded("e5", 1, "r2", 3000)],
+        &mut k,
+    );
+    let reversed: Vec<i64> = plan.refunds.iter().map(|r| r.reversed).collect();
+    assert_eq!(
+        reversed,
+        [500, 1500],
+        "in proportion, and in full once fully refunded"
+    );
+    assert_eq!(k.pools[&CAMPAIGN].spent, 1000);
+    let plan = super::plan(&[paid("e6", 9, "t9", 4000)], &mut k);
+    assert_eq!(codes(&plan), ["unknown_pledge"]);
+}
+
+#[test]
+fn failures_after_success_change_nothing() {
+    let mut k = known(&[pledge(1, 5000), pledge(2, 5000)], None);
+    let plan = plan(
+        &[
+            paid("e1", 1, "t1", 5000),
+            event("e2", EventKind::PaymentFailed, 1, "t1", 5000),
+            event("e3", EventKind::PaymentFailed, 2, "t2", 5000),
+            paid("e4", 2, "t2", 5000),
+        ],
+        &mut k,
+    );
+    assert_eq!(codes(&plan), ["gift", "ignored", "failed", "gift"]);
+    assert_eq!(
+        plan.statuses.last(),
+        Some(&(Uuid::from_u128(2), "confirmed"))
+    );
+}
+
+#[test]
+fn test_events_touch_no_ledger_row() {
+    let mut k = known(&[pledge(1, 5000)], None);
+    let mut e = paid("e1", 1, "t1", 5000);
+    e.test = true;
+    let plan = plan(&[e], &mut k);
+    assert_eq!(codes(&plan), ["test"]);
+    assert!(plan.gifts.is_empty() && plan.statuses.is_empty());
+    assert_eq!(plan.tests.len(), 1);
+}
+
+#[test]
+fn shuffled_events_leave_the_same_ledger_as_in_order() {
+    let pool = PoolFacts {
+        ratio_percent: 100,
+        cap: 6000,
+        spent: 0,
+    };
+    let pledges = [pledge(1, 5000), pledge(2, 3000)];
+    let in_order = [
+        paid("e1", 1, "t1", 5000),
+        paid("e2", 2, "t2", 3000),
+        refunded("e3", 1, "r1", 2000),
+        event("e4", EventKind::PaymentFailed, 2, "t2", 3000),
+        refunded("e5", 2, "r2", 3000),
+    ];
+    let expected = ledger(&in_order, &mut known(&pledges, Some(pool)));
+    assert_eq!(expected.1, 5000);
+    let orders: [[usize; 5]; 4] = [
+        [2, 0, 1, 3, 4],
+        [4, 3, 2, 1, 0],
+        [3, 4, 1, 2, 0],
+        [2, 4, 0, 3, 1],
+    ];
+    for order in orders {
+        let shuffled: Vec<PaymentEvent> = order.iter().map(|&i| in_order[i].clone()).collect();
+        let mut k = known(&pledges, Some(pool));
+        assert_eq!(ledger(&shuffled, &mut k), expected, "order {order:?}");
+        assert!(
+            k.parked.values().all(Vec::is_empty),
+            "no refund left parked"
+        );
+    }
+}
