@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use catalog::CatalogCache;
 use config::Config;
 use counters::Keys;
+use ledger::{Settler, SettlerQueue};
 use live::Live;
 use pledges::{ExpiryIndex, PledgeChange, RateLimiter, WriteBehind};
 
@@ -47,6 +48,7 @@ pub struct AppState {
     pub expiry_index: Arc<ExpiryIndex>,
     pub pledge_rate: Arc<RateLimiter>,
     pub live: Arc<Live>,
+    pub settler: Settler,
     /// Cancelled when the service stops: sockets close, background tasks end.
     pub shutdown: CancellationToken,
     background: Arc<Mutex<Option<Background>>>,
@@ -57,6 +59,7 @@ struct Background {
     redis_client: redis::Client,
     write_behind: mpsc::Receiver<PledgeChange>,
     live_commands: mpsc::UnboundedReceiver<live::SubscriberCommand>,
+    settler: SettlerQueue,
 }
 
 impl AppState {
@@ -68,6 +71,7 @@ impl AppState {
         let keys = Keys::new(config.redis_prefix.clone());
         let (write_behind, write_behind_rx) = WriteBehind::new();
         let (live, live_commands) = Live::new(redis.clone(), config.limits.ws_queue);
+        let (settler, settler_queue) = Settler::new();
         Self {
             catalog: Arc::new(CatalogCache::new(db.clone(), keys.clone())),
             pledge_rate: Arc::new(RateLimiter::new(config.limits.http_pledges_per_ip)),
@@ -79,7 +83,9 @@ impl AppState {
                 redis_client,
                 write_behind: write_behind_rx,
                 live_commands,
+                settler: settler_queue,
             }))),
+            settler,
             keys,
             db,
             redis,
@@ -136,6 +142,13 @@ pub async fn serve(
         background.write_behind,
         flush.clone(),
     ));
+    // The settler, like the write-behind, runs until the HTTP side has drained, so no
+    // webhook waits on a settler that has stopped.
+    let settler = tokio::spawn(ledger::run_settler(
+        state.clone(),
+        background.settler,
+        flush.clone(),
+    ));
     let stop = state.shutdown.clone();
     tokio::spawn(live::run_subscriber(
         background.redis_client,
@@ -176,6 +189,9 @@ pub async fn serve(
     .with_graceful_shutdown(stop.cancelled_owned())
     .await;
     flush.cancel();
+    if settler.await.is_err() {
+        tracing::error!("the settler task failed");
+    }
     if writer.await.is_err() {
         tracing::error!("the pledge write-behind task failed");
     }

@@ -12,6 +12,7 @@ mod totals;
 pub use keys::{CampaignKeys, Keys};
 pub use scripts::{
     LOG_LENGTH, PledgeOutcome, PledgeWrite, SettledGift, SettledRefund, Snapshot, TopDonor,
-    accept_pledge, donor_key, expire_due, gift_settled, pledge_failed, refund_settled, snapshot,
+    accept_pledge, board_key, donor_key, expire_due, gift_settled, pledge_failed, publish_alert,
+    refund_settled, snapshot,
 };
 pub use totals::{FIELDS, Totals, read_totals};

@@ -173,15 +173,40 @@ pub struct SettledGift<'a> {
     pub stream_goal: Option<Money>,
 }
 
-impl SettledGift<'_> {
-    /// An anonymous gift has a leaderboard entry of its own, never merged with a name.
-    pub fn board_key(&self) -> String {
-        match (self.anonymous, self.donor_ref) {
-            (false, Some(r)) => format!("d:{r}"),
-            (false, None) => format!("p:{}", self.pledge_id),
-            (true, _) => format!("a:{}", self.gift_id),
-        }
+/// The leaderboard key of a gift: the donor's, except that an anonymous gift has an
+/// entry of its own, never merged with a named donor.
+pub fn board_key(
+    gift_id: &str,
+    pledge_id: &str,
+    anonymous: bool,
+    donor_ref: Option<&str>,
+) -> String {
+    match (anonymous, donor_ref) {
+        (false, Some(r)) => format!("d:{r}"),
+        (false, None) => format!("p:{pledge_id}"),
+        (true, _) => format!("a:{gift_id}"),
     }
+}
+
+impl SettledGift<'_> {
+    pub fn board_key(&self) -> String {
+        board_key(self.gift_id, self.pledge_id, self.anonymous, self.donor_ref)
+    }
+}
+
+/// Announces a frame that is never logged nor replayed (a test alert) to a stream's
+/// sockets on every gateway.
+pub async fn publish_alert<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &CampaignKeys,
+    stream: &Slug,
+    frame: &str,
+) -> redis::RedisResult<()> {
+    redis::cmd("PUBLISH")
+        .arg(keys.channel())
+        .arg(format!("A {stream} {frame}"))
+        .query_async(conn)
+        .await
 }
 
 /// Counts a settled gift live (`gift.lua`); returns its event seq, or 0 when it was

@@ -15,6 +15,30 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 
 pub struct Json<T>(pub T);
 
+/// The raw request body (for signatures), with the same limit and errors as [`Json`].
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        read(req, state).await.map(RawBody)
+    }
+}
+
+async fn read<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge { limit: BODY_LIMIT }
+        } else {
+            ApiError::BadRequest {
+                message: format!("could not read the request body: {rejection}"),
+                field: None,
+            }
+        }
+    })
+}
+
 impl<S, T> FromRequest<S> for Json<T>
 where
     T: DeserializeOwned,
@@ -23,17 +47,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge { limit: BODY_LIMIT }
-            } else {
-                ApiError::BadRequest {
-                    message: format!("could not read the request body: {rejection}"),
-                    field: None,
-                }
-            }
-        })?;
-        parse(&bytes).map(Json)
+        parse(&read(req, state).await?).map(Json)
     }
 }
 

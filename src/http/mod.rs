@@ -10,9 +10,10 @@ mod live;
 mod openapi;
 mod pledges;
 mod streams;
+mod webhooks;
 
 pub use error::{ApiError, ErrorBody};
-pub use json::{BODY_LIMIT, Json};
+pub use json::{BODY_LIMIT, Json, RawBody};
 pub use openapi::ApiDoc;
 
 use axum::Router;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(streams::router())
         .merge(pledges::router())
         .merge(live::router())
+        .merge(webhooks::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{campaigns, error, funds, health, live, pledges, streams};
+use super::{campaigns, error, funds, health, live, pledges, streams, webhooks};
 use crate::counters::Totals;
 
 #[derive(OpenApi)]
@@ -19,6 +19,7 @@ use crate::counters::Totals;
         campaigns::create, campaigns::show,
         streams::create, streams::show,
         pledges::create, pledges::show, live::upgrade,
+        webhooks::receive,
     ),
     components(schemas(Totals, error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
@@ -26,6 +27,7 @@ use crate::counters::Totals;
         (name = "public", description = "Read by anyone"),
         (name = "operator", description = "Needs the operator bearer token"),
         (name = "viewer", description = "Pledges and the live WebSocket; no login"),
+        (name = "provider", description = "The payment provider's signed webhooks"),
         (name = "health", description = "Probes and metrics"),
     )
 )]

@@ -109,7 +109,7 @@ pub async fn run_subscriber(
 }
 
 /// Routes one message: `T <stream>` marks totals changed; `E <stream> <frame>` is an
-/// event frame, passed on as is.
+/// event frame, passed on as is; `A <stream> <frame>` is an alert never replayed.
 fn dispatch(live: &Live, campaign: &str, payload: String) {
     let mut parts = payload.splitn(3, ' ');
     match (parts.next(), parts.next(), parts.next()) {
@@ -121,6 +121,11 @@ fn dispatch(live: &Live, campaign: &str, payload: String) {
             match serde_json::from_str::<SeqOnly>(frame) {
                 Ok(SeqOnly { seq }) => hub.publish_event(seq, frame.to_owned().into()),
                 Err(e) => tracing::warn!(error = %e, "live event without a seq"),
+            }
+        }
+        (Some("A"), Some(stream), Some(frame)) => {
+            if let Some(hub) = live.hub(campaign, stream) {
+                hub.publish(frame.to_owned().into());
             }
         }
         _ => tracing::warn!(payload, "unrecognised live message"),

@@ -96,6 +96,85 @@ pub struct PledgeStatus {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A pledge as the live store holds it while it is in flight.
+#[derive(Debug, Clone)]
+pub struct LivePledge {
+    pub campaign: String,
+    pub stream: String,
+    pub status: String,
+    pub amount: i64,
+    pub currency: String,
+    pub designation: Option<String>,
+    /// The public name: none for an anonymous pledge.
+    pub donor_name: Option<String>,
+    pub anonymous: bool,
+    pub message: Option<String>,
+    pub donor_ref: Option<String>,
+    pub expires_ms: i64,
+}
+
+/// Reads a pledge from the live store, where it stays for [`PLEDGE_KEEP_SECS`].
+pub async fn find_live(
+    state: &AppState,
+    pledge_id: &uuid::Uuid,
+) -> Result<Option<LivePledge>, PledgeError> {
+    let id = pledge_id.to_string();
+    let mut redis = state.redis.clone();
+    let campaign: Option<String> =
+        redis::AsyncCommands::get(&mut redis, state.keys.pledge_index(&id)).await?;
+    let Some(campaign) = campaign else {
+        return Ok(None);
+    };
+    let Ok(slug) = crate::domain::Slug::parse("campaign", &campaign) else {
+        return Ok(None);
+    };
+    let fields: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(state.keys.campaign(&slug).pledge(&id))
+        .arg(&[
+            "status",
+            "amount",
+            "currency",
+            "stream",
+            "designation",
+            "anonymous",
+            "expires",
+            "name",
+            "message",
+            "donor_ref",
+        ])
+        .query_async(&mut redis)
+        .await?;
+    let text = |v: &Option<String>| v.clone().filter(|t| !t.is_empty());
+    let [
+        Some(status),
+        Some(amount),
+        Some(currency),
+        Some(stream),
+        designation,
+        anonymous,
+        expires,
+        name,
+        message,
+        donor_ref,
+    ] = fields.as_slice()
+    else {
+        return Ok(None);
+    };
+    Ok(Some(LivePledge {
+        campaign,
+        stream: stream.clone(),
+        status: status.clone(),
+        amount: amount.parse().unwrap_or(0),
+        currency: currency.clone(),
+        designation: text(designation),
+        donor_name: text(name),
+        anonymous: anonymous.as_deref() == Some("1"),
+        message: text(message),
+        donor_ref: text(donor_ref),
+        expires_ms: expires.as_deref().and_then(|e| e.parse().ok()).unwrap_or(0),
+    }))
+}
+
 /// Reads a pledge: from the live store while it is there, else from the written-behind
 /// copy in PostgreSQL.
 pub async fn find(
@@ -103,49 +182,19 @@ pub async fn find(
     pledge_id: &uuid::Uuid,
 ) -> Result<Option<PledgeStatus>, PledgeError> {
     let id = pledge_id.to_string();
-    let mut redis = state.redis.clone();
-    let campaign: Option<String> =
-        redis::AsyncCommands::get(&mut redis, state.keys.pledge_index(&id)).await?;
-    if let Some(campaign) = campaign
-        && let Ok(slug) = crate::domain::Slug::parse("campaign", &campaign)
-    {
-        let keys = state.keys.campaign(&slug);
-        let fields: Vec<Option<String>> = redis::cmd("HMGET")
-            .arg(keys.pledge(&id))
-            .arg(&[
-                "status",
-                "amount",
-                "currency",
-                "stream",
-                "designation",
-                "anonymous",
-                "expires",
-            ])
-            .query_async(&mut redis)
-            .await?;
-        if let [
-            Some(status),
-            Some(amount),
-            Some(currency),
-            Some(stream),
-            designation,
-            anonymous,
-            expires,
-        ] = fields.as_slice()
-        {
-            return Ok(Some(PledgeStatus {
-                checkout_url: format!("{}/{}", state.config.checkout_url, id),
-                pledge_id: id,
-                status: status.clone(),
-                amount: amount.parse().unwrap_or(0),
-                currency: currency.clone(),
-                campaign,
-                stream: stream.clone(),
-                designation: designation.clone().filter(|d| !d.is_empty()),
-                anonymous: anonymous.as_deref() == Some("1"),
-                expires_at: at_ms(expires.as_deref().and_then(|e| e.parse().ok()).unwrap_or(0)),
-            }));
-        }
+    if let Some(live) = find_live(state, pledge_id).await? {
+        return Ok(Some(PledgeStatus {
+            checkout_url: format!("{}/{}", state.config.checkout_url, id),
+            pledge_id: id,
+            status: live.status,
+            amount: live.amount,
+            currency: live.currency,
+            campaign: live.campaign,
+            stream: live.stream,
+            designation: live.designation,
+            anonymous: live.anonymous,
+            expires_at: at_ms(live.expires_ms),
+        }));
     }
     let row: Option<PledgeStatus> = sqlx::query_as(
         r#"select p.id::text as pledge_id, p.status, p.amount::bigint as amount,

@@ -210,7 +210,8 @@ impl Rows {
         self.currency.push(p.currency.to_string());
         self.designation
             .push(p.designation.as_ref().map(|d| d.to_string()));
-        self.donor_name.push(p.donor_name.clone());
+        // An anonymous pledge's name is dropped here: it is never shown, so never kept.
+        self.donor_name.push(p.public_name().map(str::to_owned));
         self.anonymous.push(p.anonymous);
         self.message.push(p.message.clone());
         self.donor_ref.push(p.donor_ref.clone());

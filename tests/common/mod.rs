@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub const OPERATOR_TOKEN: &str = "test-operator-token";
+pub const WEBHOOK_SECRET: &str = "whsec_test";
 
 /// The Redis the tests use: `REDIS_URL`, or the local default.
 pub fn redis_url() -> String {
@@ -34,6 +35,8 @@ pub struct Options {
     pub prefix: String,
     pub limits: Limits,
     pub allowed_origins: Vec<String>,
+    /// The webhook secrets the app accepts (the first one signs in `webhook`).
+    pub webhook_secrets: Vec<String>,
 }
 
 impl Default for Options {
@@ -48,6 +51,7 @@ impl Default for Options {
                 ..Limits::default()
             },
             allowed_origins: Vec::new(),
+            webhook_secrets: vec![WEBHOOK_SECRET.into()],
         }
     }
 }
@@ -73,8 +77,10 @@ impl TestApp {
         let config = Config {
             public_url: format!("http://{addr}"),
             operator_token: options.operator_token.map(Secret::new),
-            webhook_secrets: WebhookSecrets::new(vec![Secret::new("whsec_test")])
-                .expect("one secret"),
+            webhook_secrets: WebhookSecrets::new(
+                options.webhook_secrets.iter().map(Secret::new).collect(),
+            )
+            .expect("at least one secret"),
             allowed_origins: [vec![format!("http://{addr}")], options.allowed_origins].concat(),
             sandbox_payments: false,
             redis_prefix: options.prefix.clone(),
@@ -290,4 +296,63 @@ pub async fn settle_gift(app: &TestApp, campaign: &str, stream: &str, amount: i6
     gift_settled(&mut redis, &keys, &gift)
         .await
         .expect("gift script")
+}
+
+/// A provider event for `pledge_id`.
+pub fn payment_event(kind: &str, pledge_id: &str, txn: &str, amount: i64) -> Value {
+    json!({
+        "event_id": format!("evt_{}", uuid::Uuid::new_v4().simple()),
+        "type": kind,
+        "pledge_id": pledge_id,
+        "provider_txn_id": txn,
+        "amount": amount,
+        "currency": "CNY",
+        "fee": 30,
+        "occurred_at": "2026-06-01T12:00:00Z",
+    })
+}
+
+impl TestApp {
+    /// Delivers `event` signed with `secret` at `at` (unix seconds), as a provider would.
+    pub async fn deliver(&self, event: &Value, secret: &str, at: i64) -> (StatusCode, Value) {
+        let body = event.to_string().into_bytes();
+        let header = livefund::payments::signature::sign(&Secret::new(secret), at, &body);
+        self.deliver_raw(body, Some(header)).await
+    }
+
+    /// Delivers `event` signed with the test secret, now.
+    pub async fn webhook(&self, event: &Value) -> (StatusCode, Value) {
+        self.deliver(event, WEBHOOK_SECRET, chrono::Utc::now().timestamp())
+            .await
+    }
+
+    pub async fn deliver_raw(
+        &self,
+        body: Vec<u8>,
+        signature: Option<String>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .post(self.url("/api/v1/webhooks/payments"))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(signature) = signature {
+            request = request.header("Livefund-Signature", signature);
+        }
+        into_parts(request.send().await.expect("POST webhook")).await
+    }
+
+    /// Pledges `amount` on `stream` and returns the pledge id.
+    pub async fn pledged(&self, stream: &str, amount: i64) -> String {
+        let (status, body) = self.pledge(&pledge_body(stream, amount)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["pledge_id"].as_str().expect("pledge id").to_owned()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&self.db)
+            .await
+            .expect("count query")
+    }
 }
