@@ -4,7 +4,9 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{MigrateArgs, ServeArgs};
+use crate::config::{MigrateArgs, RebuildArgs, ServeArgs};
+use crate::counters::Keys;
+use crate::domain::Slug;
 use crate::{
     AppState, connect_postgres, connect_redis, migrate as run_migrations, serve as serve_on,
 };
@@ -36,6 +38,38 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         .await
         .context("running the database migrations")?;
     tracing::info!("migrations are up to date");
+    Ok(())
+}
+
+/// `livefund rebuild-counters`: recomputes the live counters from the ledger.
+pub async fn rebuild_counters(args: RebuildArgs) -> anyhow::Result<()> {
+    let db = connect_postgres(args.database_url.expose()).context("DATABASE_URL")?;
+    let client = connect_redis(args.redis_url.expose()).context("REDIS_URL")?;
+    let mut redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .context("connecting to Redis")?;
+    let keys = Keys::new(args.redis_prefix);
+    let campaigns: Vec<String> = match args.campaign {
+        Some(one) => vec![one],
+        None => sqlx::query_scalar(r#"select slug::text from campaigns order by id"#)
+            .fetch_all(&db)
+            .await
+            .context("listing the campaigns")?,
+    };
+    for campaign in campaigns {
+        let slug = Slug::parse("campaign", &campaign).map_err(anyhow::Error::msg)?;
+        let totals = crate::ledger::rebuild_campaign(&db, &mut redis, &keys, &slug)
+            .await
+            .with_context(|| format!("rebuilding {campaign}"))?;
+        println!(
+            "{campaign}: confirmed {} matched {} refunded {} gifts {}",
+            totals.campaign.confirmed,
+            totals.campaign.matched,
+            totals.campaign.refunded,
+            totals.campaign.gifts
+        );
+    }
     Ok(())
 }
 

@@ -24,6 +24,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run pending migrations on the fund database and exit.
     Migrate(MigrateArgs),
+    /// Recompute the live counters (totals, donors, leaderboards) from the ledger in
+    /// PostgreSQL, for every campaign or one; for when Redis was lost or drifted.
+    RebuildCounters(RebuildArgs),
     /// Everything local: its own PostgreSQL and Redis, a seeded fund, campaign and
     /// streams, sandbox payments; prints the URLs to open. Ctrl-C stops it all.
     Demo(DemoArgs),
@@ -54,6 +57,28 @@ pub struct MigrateArgs {
     /// PostgreSQL, the fund database (source of truth).
     #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Secret,
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// PostgreSQL, the fund database (source of truth).
+    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Secret,
+    /// Redis, the live counters.
+    #[arg(long = "redis-url", env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Secret,
+    /// Prefix of every Redis key.
+    #[arg(
+        long = "livefund-redis-prefix",
+        visible_alias = "redis-prefix",
+        env = "LIVEFUND_REDIS_PREFIX",
+        default_value = "lf",
+        value_parser = parse_redis_prefix
+    )]
+    pub redis_prefix: String,
+    /// Only this campaign (its slug); default every campaign.
+    #[arg(long)]
+    pub campaign: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +233,21 @@ pub struct Limits {
     /// which grows to megabytes): bounds what a client that stops reading can hold.
     #[arg(long = "livefund-socket-send-buffer", env = "LIVEFUND_SOCKET_SEND_BUFFER", default_value_t = 256 * 1024)]
     pub socket_send_buffer: usize,
+    /// With sandbox payments: pay every new pledge by itself after this many
+    /// milliseconds, as if its viewer had (0: never; for demos and load tests).
+    #[arg(
+        long = "livefund-sandbox-autopay-ms",
+        env = "LIVEFUND_SANDBOX_AUTOPAY_MS",
+        default_value_t = 0
+    )]
+    pub sandbox_autopay_ms: u64,
+    /// Seconds between checks of the live counters against the ledger (0: never).
+    #[arg(
+        long = "livefund-drift-check-secs",
+        env = "LIVEFUND_DRIFT_CHECK_SECS",
+        default_value_t = 30
+    )]
+    pub drift_check_secs: u64,
     /// Milliseconds a send to one socket may block before the socket is closed as too slow.
     #[arg(
         long = "livefund-ws-send-timeout-ms",
@@ -228,6 +268,8 @@ impl Default for Limits {
             ws_ping_secs: 30,
             ws_queue: 512,
             socket_send_buffer: 256 * 1024,
+            drift_check_secs: 30,
+            sandbox_autopay_ms: 0,
             ws_send_timeout_ms: 5000,
         }
     }

@@ -164,6 +164,16 @@ pub async fn serve(
         None,
         stop.clone(),
     ));
+    let drift_every = state.config.limits.drift_check_secs;
+    if drift_every > 0 {
+        tokio::spawn(ledger::run_drift_check(
+            state.db.clone(),
+            state.redis.clone(),
+            state.keys.clone(),
+            Duration::from_secs(drift_every),
+            stop.clone(),
+        ));
+    }
     tokio::spawn({
         let stop = stop.clone();
         async move {

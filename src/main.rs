@@ -12,6 +12,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => livefund::cli::serve(args).await,
         Command::Migrate(args) => livefund::cli::migrate(args).await,
+        Command::RebuildCounters(args) => livefund::cli::rebuild_counters(args).await,
         Command::Demo(args) => livefund::demo::run(args).await,
     };
     match result {

@@ -57,7 +57,7 @@ async fn creates_and_reads_fund_campaign_and_stream(db: PgPool) {
     );
     assert_eq!(campaign["streams"][0]["slug"], "xiangxi-live-01");
     let zero = json!({"goal": 10_000_000, "pledged": 0, "confirmed": 0, "matched": 0,
-                      "refunded": 0, "gifts": 0, "donors": 0});
+                      "refunded": 0, "gifts": 0, "donors": 0, "matching_remaining": 1_000_000});
     assert_eq!(campaign["totals"], zero);
 
     let (status, read) = app.get("/api/v1/streams/xiangxi-live-01").await;
@@ -118,7 +118,7 @@ async fn totals_come_from_the_live_counters(db: PgPool) {
     assert_eq!(
         stream["campaign_totals"],
         json!({"goal": 10_000_000, "pledged": 700, "confirmed": 500, "matched": 0,
-               "refunded": 0, "gifts": 2, "donors": 3})
+               "refunded": 0, "gifts": 2, "donors": 3, "matching_remaining": 1_000_000})
     );
     let (_, campaign) = app.get("/api/v1/campaigns/campaign").await;
     assert_eq!(campaign["totals"]["confirmed"], 500);

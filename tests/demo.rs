@@ -103,6 +103,34 @@ async fn demo_starts_everything_serves_the_seeded_campaign_and_stops_clean() {
         .await
         .expect("create stream");
     assert_eq!(stream.status(), StatusCode::CREATED);
+
+    // Totals move on a stream's socket when a pledge is sent, and a pledge paid in the
+    // sandbox reaches the ledger and the socket as a gift.
+    let ws = base.replacen("http", "ws", 1);
+    let mut socket =
+        common::ws::Client::connect(&format!("{ws}/api/v1/streams/xiangxi-live-01/live")).await;
+    let snapshot = socket.next_of("snapshot").await;
+    let pledged = snapshot["stream"]["pledged"].as_i64().unwrap_or(0);
+    let pledge: serde_json::Value = client
+        .post(format!("{base}/api/v1/pledges"))
+        .json(&common::pledge_body("xiangxi-live-01", 8800))
+        .send()
+        .await
+        .expect("pledge")
+        .json()
+        .await
+        .expect("json");
+    socket.totals_with_pledged(pledged + 8800).await;
+    let pledge_id = pledge["pledge_id"].as_str().expect("pledge id");
+    let paid = client
+        .post(format!("{base}/sandbox/checkout/{pledge_id}/pay"))
+        .send()
+        .await
+        .expect("sandbox pay");
+    assert_eq!(paid.status(), StatusCode::OK);
+    let gift = socket.next_of("gift").await;
+    assert_eq!(gift["amount"], 8800);
+
     let printed = running.drain_output().join("\n");
     assert!(
         !printed.contains(token.trim()),

@@ -388,3 +388,52 @@ async fn a_socket_that_misses_two_pongs_is_closed(db: PgPool) {
     alive.send_json(&json!({"type": "ping"})).await;
     alive.next_of("pong").await;
 }
+
+#[sqlx::test]
+async fn a_pledge_paid_in_the_sandbox_reaches_the_socket_as_a_gift(db: PgPool) {
+    let options = Options {
+        sandbox_payments: true,
+        ..Options::default()
+    };
+    let app = TestApp::spawn_with(db, options).await;
+    app.seed().await;
+    let mut client = Client::connect(&app.ws_url("stream", None)).await;
+    client.next_of("snapshot").await;
+    let mut pledge = ws_pledge(5000);
+    pledge["anonymous"] = json!(true);
+    client.send_json(&pledge).await;
+    let accepted = client.next_of("pledge_accepted").await;
+    let pledge_id = accepted["pledge_id"].as_str().expect("pledge id");
+
+    let paid = app
+        .client
+        .post(app.url(&format!("/sandbox/checkout/{pledge_id}/pay")))
+        .send()
+        .await
+        .expect("sandbox pay");
+    assert_eq!(paid.status(), StatusCode::OK);
+
+    let gift = client.next_of("gift").await;
+    assert_eq!(gift["amount"], 5000);
+    assert_eq!(gift["seq"], 1);
+    assert_eq!(
+        gift["donor"],
+        Value::Null,
+        "an anonymous gift never shows a name"
+    );
+    assert_eq!(gift["matched"], 2500);
+    assert_eq!(gift["test"], false);
+    loop {
+        let totals = client.next_of("totals").await;
+        if totals["stream"]["confirmed"] == 5000 {
+            assert_eq!(totals["campaign"]["matched"], 2500);
+            assert_eq!(totals["seq"], 1);
+            break;
+        }
+    }
+    let donor: Option<String> = sqlx::query_scalar("select donor_name from gifts")
+        .fetch_one(&app.db)
+        .await
+        .expect("gift row");
+    assert_eq!(donor, None, "nor is its name kept");
+}

@@ -301,6 +301,10 @@ async fn matching_stops_exactly_at_the_cap_under_concurrent_confirmations(db: Pg
     assert_eq!(app.count("select spent from matching_pools").await, 10_000);
     let (_, campaign_totals) = wait_for_confirmed(&app, 18_000).await;
     assert_eq!(campaign_totals["matched"], 10_000);
+    assert_eq!(
+        campaign_totals["matching_remaining"], 0,
+        "the pool is spent"
+    );
 
     // A refund gives its match back to the pool.
     let (_, reply) = app

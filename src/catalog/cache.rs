@@ -21,6 +21,8 @@ pub struct CampaignInfo {
     pub id: i64,
     pub slug: Slug,
     pub goal: Money,
+    /// The sponsor's matching cap, when the campaign is matched.
+    pub matching_cap: Option<Money>,
     pub keys: CampaignKeys,
     rules: PledgeRules,
     stored: super::Campaign,
@@ -92,6 +94,7 @@ impl CatalogCache {
                 keys: self.keys.campaign(&campaign.slug),
                 slug: campaign.slug.clone(),
                 goal: campaign.goal,
+                matching_cap: campaign.matching.as_ref().map(|m| m.terms.cap),
                 rules: PledgeRules {
                     currency: campaign.currency,
                     min_amount: campaign.min_amount,

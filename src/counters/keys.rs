@@ -126,6 +126,17 @@ impl CampaignKeys {
         format!("{}:milestones", self.base)
     }
 
+    /// Present once the campaign's counters were built (at creation, or rebuilt from the
+    /// ledger); its absence means Redis lost them.
+    pub fn built(&self) -> String {
+        format!("{}:built", self.base)
+    }
+
+    /// Held while one gateway rebuilds the counters.
+    pub fn rebuilding(&self) -> String {
+        format!("{}:rebuilding", self.base)
+    }
+
     /// The pub/sub channel of the campaign's live changes.
     pub fn channel(&self) -> String {
         format!("{}:events", self.base)

@@ -11,8 +11,8 @@ mod totals;
 
 pub use keys::{CampaignKeys, Keys};
 pub use scripts::{
-    LOG_LENGTH, PledgeOutcome, PledgeWrite, SettledGift, SettledRefund, Snapshot, TopDonor,
-    accept_pledge, board_key, donor_key, expire_due, gift_settled, pledge_failed, publish_alert,
-    refund_settled, snapshot,
+    Applied, LOG_LENGTH, PledgeOutcome, PledgeWrite, SettledGift, SettledRefund, Snapshot,
+    TopDonor, accept_pledge, board_key, donor_key, expire_due, gift_settled, pledge_failed,
+    publish_alert, refund_settled, snapshot,
 };
 pub use totals::{FIELDS, Totals, read_totals};

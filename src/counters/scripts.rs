@@ -54,6 +54,29 @@ pub enum PledgeOutcome {
     },
     /// The same idempotency key came with a different body.
     Conflict,
+    /// The campaign's counters are missing: rebuild them from the ledger, then retry.
+    NotBuilt,
+}
+
+/// What a settlement hook did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Counted, with its event's seq.
+    Counted(u64),
+    /// Counted before: nothing changed.
+    AlreadyCounted,
+    /// The campaign's counters are missing; rebuilding them from the ledger counts it.
+    NotBuilt,
+}
+
+impl Applied {
+    fn from_reply(reply: i64) -> Self {
+        match reply {
+            r if r > 0 => Applied::Counted(r.unsigned_abs()),
+            0 => Applied::AlreadyCounted,
+            _ => Applied::NotBuilt,
+        }
+    }
 }
 
 /// The key a donor is counted under: the page's `donor_ref`, or the pledge itself.
@@ -82,6 +105,7 @@ pub async fn accept_pledge<C: ConnectionLike>(
         .key(keys.stream_donors(stream))
         .key(keys.pending())
         .key(keys.streams())
+        .key(keys.built())
         .arg(p.fingerprint())
         .arg(write.pledge_id)
         .arg(p.amount.minor_units())
@@ -111,6 +135,7 @@ pub async fn accept_pledge<C: ConnectionLike>(
             pledge_id: reply.get(1).cloned().unwrap_or_default(),
             expires_ms: parse_ms(reply.get(2)),
         },
+        Some("rebuild") => PledgeOutcome::NotBuilt,
         _ => PledgeOutcome::Conflict,
     })
 }
@@ -209,15 +234,14 @@ pub async fn publish_alert<C: ConnectionLike>(
         .await
 }
 
-/// Counts a settled gift live (`gift.lua`); returns its event seq, or 0 when it was
-/// already counted.
+/// Counts a settled gift live (`gift.lua`).
 pub async fn gift_settled<C: ConnectionLike>(
     conn: &mut C,
     keys: &CampaignKeys,
     gift: &SettledGift<'_>,
-) -> redis::RedisResult<u64> {
+) -> redis::RedisResult<Applied> {
     let stream = gift.stream;
-    SCRIPTS
+    let reply: i64 = SCRIPTS
         .gift
         .key(keys.applied_gifts())
         .key(keys.pledge(gift.pledge_id))
@@ -233,6 +257,7 @@ pub async fn gift_settled<C: ConnectionLike>(
         .key(keys.stream_log(stream))
         .key(keys.milestones())
         .key(keys.streams())
+        .key(keys.built())
         .arg(gift.gift_id)
         .arg(gift.pledge_id)
         .arg(stream.as_str())
@@ -254,7 +279,8 @@ pub async fn gift_settled<C: ConnectionLike>(
         .arg(keys.channel())
         .arg(gift.board_key())
         .invoke_async(conn)
-        .await
+        .await?;
+    Ok(Applied::from_reply(reply))
 }
 
 /// A refund committed to the ledger, as the live counters need it.
@@ -270,15 +296,14 @@ pub struct SettledRefund<'a> {
     pub fully_refunded: bool,
 }
 
-/// Takes a refund off the live counters (`refund.lua`); returns its event seq, or 0
-/// when it was already counted.
+/// Takes a refund off the live counters (`refund.lua`).
 pub async fn refund_settled<C: ConnectionLike>(
     conn: &mut C,
     keys: &CampaignKeys,
     refund: &SettledRefund<'_>,
-) -> redis::RedisResult<u64> {
+) -> redis::RedisResult<Applied> {
     let stream = refund.stream;
-    SCRIPTS
+    let reply: i64 = SCRIPTS
         .refund
         .key(keys.applied_refunds())
         .key(keys.pledge(refund.pledge_id))
@@ -288,6 +313,7 @@ pub async fn refund_settled<C: ConnectionLike>(
         .key(keys.stream_top(stream))
         .key(keys.stream_seq(stream))
         .key(keys.stream_log(stream))
+        .key(keys.built())
         .arg(refund.refund_id)
         .arg(refund.gift_id)
         .arg(stream.as_str())
@@ -298,7 +324,8 @@ pub async fn refund_settled<C: ConnectionLike>(
         .arg(LOG_LENGTH)
         .arg(keys.channel())
         .invoke_async(conn)
-        .await
+        .await?;
+    Ok(Applied::from_reply(reply))
 }
 
 /// A top donor: the name shown (`None` for anonymous) and the net amount.

@@ -25,6 +25,19 @@ pub struct Totals {
     pub refunded: Money,
     pub gifts: i64,
     pub donors: i64,
+    /// Campaign totals only, when a sponsor matches: what is left of the sponsor's cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>)]
+    pub matching_remaining: Option<Money>,
+}
+
+impl Totals {
+    /// Adds what is left of a matching `cap` (campaign totals of a matched campaign).
+    pub fn with_matching_cap(mut self, cap: Option<Money>) -> Self {
+        self.matching_remaining = cap
+            .map(|cap| Money::from_stored((cap.minor_units() - self.matched.minor_units()).max(0)));
+        self
+    }
 }
 
 /// The counter fields of a totals hash, in the order scripts and reads use.
@@ -53,6 +66,7 @@ impl Counters {
             refunded: Money::from_stored(refunded),
             gifts,
             donors,
+            matching_remaining: None,
         }
     }
 }

@@ -78,9 +78,13 @@ async fn serve_demo(args: &DemoArgs, database_url: &str, redis_url: &str) -> any
     println!();
     println!("livefund demo is running at {base}");
     println!("  campaign   {base}/api/v1/campaigns/{}", seeded.campaign);
+    let ws = base.replacen("http", "ws", 1);
     for stream in &seeded.streams {
         println!("  stream     {base}/api/v1/streams/{stream}");
+        println!("  live       {ws}/api/v1/streams/{stream}/live");
     }
+    println!("  pledge     POST {base}/api/v1/pledges, then pay it in the sandbox:");
+    println!("             POST {base}/sandbox/checkout/<pledge_id>/pay");
     println!("  API        {base}/openapi.json");
     println!("  ready      {base}/readyz");
     println!("  metrics    {base}/metrics");

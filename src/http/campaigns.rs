@@ -16,6 +16,7 @@ use crate::counters::{Totals, read_totals};
 use crate::domain::{
     CampaignStatus, CampaignWindow, Currency, Invalid, MatchingTerms, Money, Slug, bounded_text,
 };
+use crate::ledger;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -142,7 +143,10 @@ pub async fn campaign_view(
     let keys = state.keys.campaign(&campaign.slug);
     let goals: Vec<(&Slug, Option<Money>)> = streams.iter().map(|s| (s.slug(), s.goal())).collect();
     let mut redis = state.redis.clone();
+    ledger::ensure_built(&state.db, &mut redis, &state.keys, &campaign.slug).await?;
     let (totals, stream_totals) = read_totals(&mut redis, &keys, campaign.goal, &goals).await?;
+    let cap = campaign.matching.as_ref().map(|m| m.terms.cap);
+    let totals = totals.with_matching_cap(cap);
     let streams = streams
         .iter()
         .zip(stream_totals)

@@ -37,6 +37,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     AlreadyExists(String),
+    /// The request is valid but the resource is not in a state that allows it: 409
+    /// `invalid_request`.
+    #[error("{0}")]
+    Conflict(String),
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("method not allowed")]
@@ -44,6 +48,9 @@ pub enum ApiError {
     /// PostgreSQL or Redis did not answer: 503 `unavailable`.
     #[error("{0} is unavailable")]
     Unavailable(&'static str),
+    /// A service this one called failed or did not answer: 502 `unavailable`.
+    #[error("{0}")]
+    Upstream(String),
     #[error(transparent)]
     Database(sqlx::Error),
     #[error(transparent)]
@@ -82,10 +89,12 @@ impl ApiError {
             ApiError::Pledge(e) => (pledge_status(e), e.code()),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "invalid_request"),
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "unavailable"),
             ApiError::Unavailable(_) | ApiError::Redis(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
@@ -117,6 +126,16 @@ fn is_unreachable(e: &sqlx::Error) -> bool {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         ApiError::Database(e)
+    }
+}
+
+impl From<crate::ledger::RebuildError> for ApiError {
+    fn from(e: crate::ledger::RebuildError) -> Self {
+        match e {
+            crate::ledger::RebuildError::Database(e) => ApiError::Database(e),
+            crate::ledger::RebuildError::Redis(e) => ApiError::Redis(e),
+            crate::ledger::RebuildError::UnknownCampaign(c) => ApiError::not_found("campaign", &c),
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod json;
 mod live;
 mod openapi;
 mod pledges;
+mod sandbox;
 mod streams;
 mod webhooks;
 
@@ -27,14 +28,18 @@ use crate::AppState;
 
 /// The whole route table.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut routes = Router::new()
         .merge(health::router())
         .merge(funds::router())
         .merge(campaigns::router())
         .merge(streams::router())
         .merge(pledges::router())
         .merge(live::router())
-        .merge(webhooks::router())
+        .merge(webhooks::router());
+    if state.config.sandbox_payments {
+        routes = routes.merge(sandbox::router());
+    }
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{campaigns, error, funds, health, live, pledges, streams, webhooks};
+use super::{campaigns, error, funds, health, live, pledges, sandbox, streams, webhooks};
 use crate::counters::Totals;
 
 #[derive(OpenApi)]
@@ -20,6 +20,7 @@ use crate::counters::Totals;
         streams::create, streams::show,
         pledges::create, pledges::show, live::upgrade,
         webhooks::receive,
+        sandbox::pay, sandbox::fail, sandbox::refund,
     ),
     components(schemas(Totals, error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
@@ -29,6 +30,7 @@ use crate::counters::Totals;
         (name = "viewer", description = "Pledges and the live WebSocket; no login"),
         (name = "provider", description = "The payment provider's signed webhooks"),
         (name = "health", description = "Probes and metrics"),
+        (name = "sandbox", description = "The built-in sandbox payment provider; only with sandbox payments on"),
     )
 )]
 pub struct ApiDoc;

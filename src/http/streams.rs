@@ -76,6 +76,7 @@ async fn stream_view(
 ) -> Result<StreamView, ApiError> {
     let keys = state.keys.campaign(&campaign.slug);
     let mut redis = state.redis.clone();
+    crate::ledger::ensure_built(&state.db, &mut redis, &state.keys, &campaign.slug).await?;
     let (campaign_totals, mut stream_totals) = read_totals(
         &mut redis,
         &keys,
@@ -86,6 +87,8 @@ async fn stream_view(
     let totals = stream_totals
         .pop()
         .ok_or(ApiError::Unavailable("the live store"))?;
+    let cap = campaign.matching.as_ref().map(|m| m.terms.cap);
+    let campaign_totals = campaign_totals.with_matching_cap(cap);
     Ok(StreamView {
         slug: stream.slug().to_string(),
         campaign: campaign.slug.to_string(),

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use super::plan::{NewGift, NewRefund, Plan, PledgeFacts};
 use crate::AppState;
-use crate::counters::{self, SettledGift, SettledRefund};
+use crate::counters::{self, Applied, SettledGift, SettledRefund};
 use crate::domain::{Money, Slug};
 use crate::payments::PaymentEvent;
 
@@ -115,7 +115,18 @@ async fn gift(state: &AppState, effects: &Effects, g: &NewGift) -> bool {
         stream_goal: meta.goal.map(Money::from_stored),
     };
     let mut redis = state.redis.clone();
-    counters::gift_settled(&mut redis, &keys, &settled)
+    match counters::gift_settled(&mut redis, &keys, &settled).await {
+        Ok(Applied::NotBuilt) => rebuilt(state, &campaign).await,
+        Ok(_) => true,
+        Err(_) => false,
+    }
+}
+
+/// The counters were lost: rebuilding them from the ledger (which already holds this
+/// batch) counts what the script could not.
+async fn rebuilt(state: &AppState, campaign: &Slug) -> bool {
+    let mut redis = state.redis.clone();
+    super::ensure_built(&state.db, &mut redis, &state.keys, campaign)
         .await
         .is_ok()
 }
@@ -147,9 +158,11 @@ async fn refund(state: &AppState, effects: &Effects, r: &NewRefund) -> bool {
         fully_refunded: r.fully,
     };
     let mut redis = state.redis.clone();
-    counters::refund_settled(&mut redis, &keys, &settled)
-        .await
-        .is_ok()
+    match counters::refund_settled(&mut redis, &keys, &settled).await {
+        Ok(Applied::NotBuilt) => rebuilt(state, &campaign).await,
+        Ok(_) => true,
+        Err(_) => false,
+    }
 }
 
 async fn failed(state: &AppState, effects: &Effects, p: &PledgeFacts) -> bool {

@@ -42,6 +42,7 @@ async fn send_totals(live: &Live, campaign: &str) -> redis::RedisResult<()> {
     let mut redis = live.redis.clone();
     let (campaign_totals, stream_totals) =
         read_totals(&mut redis, &info.keys, info.goal, &goals).await?;
+    let campaign_totals = campaign_totals.with_matching_cap(info.matching_cap);
     for (hub, totals) in hubs.iter().zip(stream_totals) {
         let frame = TotalsFrame::new(hub.last_seq(), &totals, &campaign_totals).to_json();
         let Ok(mut last) = hub.last_totals.lock() else {

@@ -96,6 +96,13 @@ async fn serve(socket: &mut WebSocket, p: &SocketParams) -> Option<(u16, &'stati
     };
     let campaign = &p.stream.campaign;
     let mut redis = p.state.redis.clone();
+    let state = &p.state;
+    if let Err(e) =
+        crate::ledger::ensure_built(&state.db, &mut redis, &state.keys, &campaign.slug).await
+    {
+        tracing::warn!(error = %e, "could not rebuild lost counters");
+        return Some((INTERNAL, "live updates are unavailable"));
+    }
     let snap = match snapshot(
         &mut redis,
         &campaign.keys,
@@ -118,10 +125,14 @@ async fn serve(socket: &mut WebSocket, p: &SocketParams) -> Option<(u16, &'stati
         .iter()
         .filter_map(|f| RawValue::from_string(f.clone()).ok())
         .collect();
+    let campaign_totals = snap
+        .campaign
+        .clone()
+        .with_matching_cap(campaign.matching_cap);
     let first = SnapshotFrame::new(
         snap.seq,
         &snap.stream,
-        &snap.campaign,
+        &campaign_totals,
         &recent,
         &snap.top,
         snap.gap,

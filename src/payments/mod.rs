@@ -2,6 +2,7 @@
 //! built-in sandbox provider.
 
 mod event;
+pub mod sandbox;
 pub mod signature;
 
 pub use event::{EventKind, PaymentEvent};

@@ -53,11 +53,21 @@ pub enum PledgeError {
     Database(#[source] sqlx::Error),
 }
 
-/// A database error is only possible when reading a pledge back.
 impl PledgeError {
     fn database(e: sqlx::Error) -> Self {
         tracing::error!(error = %e, "database error while reading a pledge");
         PledgeError::Database(e)
+    }
+
+    fn rebuild(e: crate::ledger::RebuildError) -> Self {
+        tracing::error!(error = %e, "could not rebuild a campaign's counters");
+        match e {
+            crate::ledger::RebuildError::Redis(e) => PledgeError::Redis(e),
+            crate::ledger::RebuildError::Database(e) => PledgeError::Database(e),
+            crate::ledger::RebuildError::UnknownCampaign(c) => PledgeError::Redis(
+                redis::RedisError::from((redis::ErrorKind::Client, "unknown campaign", c)),
+            ),
+        }
     }
 }
 
@@ -215,6 +225,22 @@ pub async fn find(
     }))
 }
 
+/// With sandbox auto-pay on, the sandbox provider pays the new pledge after the delay.
+fn autopay(state: &AppState, pledge_id: uuid::Uuid) {
+    let delay = state.config.limits.sandbox_autopay_ms;
+    if !state.config.sandbox_payments || delay == 0 {
+        return;
+    }
+    match crate::payments::sandbox::SandboxProvider::new(&state.config) {
+        Ok(provider) => provider.schedule_autopay(
+            pledge_id,
+            std::time::Duration::from_millis(delay),
+            state.clone(),
+        ),
+        Err(e) => tracing::warn!(error = %e, "sandbox auto-pay unavailable"),
+    }
+}
+
 fn at_ms(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms)
         .single()
@@ -251,7 +277,14 @@ pub async fn pledge(
         pledge_ttl_secs: PLEDGE_KEEP_SECS.max(state.config.limits.pledge_ttl_secs),
     };
     let mut redis = state.redis.clone();
-    let outcome = counters::accept_pledge(&mut redis, &campaign.keys, &write).await?;
+    let mut outcome = counters::accept_pledge(&mut redis, &campaign.keys, &write).await?;
+    if outcome == PledgeOutcome::NotBuilt {
+        // Redis lost the campaign's counters: rebuild them from the ledger, then pledge.
+        crate::ledger::ensure_built(&state.db, &mut redis, &state.keys, &campaign.slug)
+            .await
+            .map_err(PledgeError::rebuild)?;
+        outcome = counters::accept_pledge(&mut redis, &campaign.keys, &write).await?;
+    }
     let (pledge_id_text, expires_ms, replay) = match outcome {
         PledgeOutcome::New {
             pledge_id,
@@ -261,6 +294,12 @@ pub async fn pledge(
             pledge_id,
             expires_ms,
         } => (pledge_id, expires_ms, true),
+        PledgeOutcome::NotBuilt => {
+            return Err(PledgeError::Redis(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "the campaign's counters could not be rebuilt",
+            ))));
+        }
         PledgeOutcome::Conflict => {
             metrics::counter!("livefund_pledges_refused_total", "code" => "idempotency_conflict")
                 .increment(1);
@@ -282,6 +321,7 @@ pub async fn pledge(
             .expiry_index
             .register(&state.redis, &state.keys, campaign)
             .await;
+        autopay(state, pledge_id);
         state.write_behind.send(PledgeChange::Created(PledgeRow {
             id: pledge_id,
             campaign_id: campaign.id,

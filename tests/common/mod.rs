@@ -37,6 +37,8 @@ pub struct Options {
     pub allowed_origins: Vec<String>,
     /// The webhook secrets the app accepts (the first one signs in `webhook`).
     pub webhook_secrets: Vec<String>,
+    /// Whether the built-in sandbox payment provider is on.
+    pub sandbox_payments: bool,
 }
 
 impl Default for Options {
@@ -52,6 +54,7 @@ impl Default for Options {
             },
             allowed_origins: Vec::new(),
             webhook_secrets: vec![WEBHOOK_SECRET.into()],
+            sandbox_payments: false,
         }
     }
 }
@@ -82,7 +85,7 @@ impl TestApp {
             )
             .expect("at least one secret"),
             allowed_origins: [vec![format!("http://{addr}")], options.allowed_origins].concat(),
-            sandbox_payments: false,
+            sandbox_payments: options.sandbox_payments,
             redis_prefix: options.prefix.clone(),
             checkout_url: format!("http://{addr}/sandbox/checkout"),
             limits: options.limits,
@@ -270,7 +273,7 @@ impl TestApp {
 /// Settles a gift on the live counters the way settlement does after its commit, so the
 /// live tests can produce `gift` events. Returns the event's seq.
 pub async fn settle_gift(app: &TestApp, campaign: &str, stream: &str, amount: i64) -> u64 {
-    use livefund::counters::{Keys, SettledGift, gift_settled};
+    use livefund::counters::{Applied, Keys, SettledGift, gift_settled};
     use livefund::domain::{Money, Slug};
     let campaign = Slug::parse("campaign", campaign).expect("slug");
     let stream = Slug::parse("stream", stream).expect("slug");
@@ -293,9 +296,13 @@ pub async fn settle_gift(app: &TestApp, campaign: &str, stream: &str, amount: i6
         stream_goal: Some(Money::from_stored(300_000)),
     };
     let mut redis = app.redis().await;
-    gift_settled(&mut redis, &keys, &gift)
+    match gift_settled(&mut redis, &keys, &gift)
         .await
         .expect("gift script")
+    {
+        Applied::Counted(seq) => seq,
+        other => panic!("the gift was not counted: {other:?}"),
+    }
 }
 
 /// A provider event for `pledge_id`.

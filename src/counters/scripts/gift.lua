@@ -13,8 +13,12 @@
 --       11 campaign goal, 12 stream goal (0 when none), 13 log length, 14 campaign key
 --       base, 15 channel, 16 leaderboard key (an anonymous gift has one of its own, so
 --       it is never merged with a named donor)
--- Returns: the gift event's seq, or 0 when the gift was already counted.
+-- Returns: the gift event's seq, 0 when the gift was already counted, or -1 when the
+-- campaign's counters are missing (a rebuild from the ledger will count it).
 
+if redis.call('EXISTS', KEYS[15]) == 0 then
+  return -1
+end
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then
   return 0
 end

@@ -5,12 +5,17 @@
 --
 -- KEYS: 1 idempotency key, 2 pledge hash, 3 campaign totals, 4 stream totals,
 --       5 campaign donors (HLL), 6 stream donors (HLL), 7 pending pledges (zset by expiry),
---       8 the campaign's streams (set)
+--       8 the campaign's streams (set), 9 the campaign's built marker
 -- ARGV: 1 fingerprint, 2 pledge id, 3 amount, 4 stream, 5 donor key, 6 now (ms),
 --       7 expires at (ms), 8 idempotency ttl (s), 9 pledge ttl (s), 10 channel,
 --       11 currency, 12 public name, 13 anonymous (0/1), 14 message, 15 designation,
 --       16 donor ref, 17 idempotency key
--- Returns: {"new"|"replay", pledge id, expires at (ms)} or {"conflict"}.
+-- Returns: {"new"|"replay", pledge id, expires at (ms)}, {"conflict"}, or {"rebuild"}
+-- when the campaign's counters are missing (Redis was lost) and must be rebuilt first.
+
+if redis.call('EXISTS', KEYS[9]) == 0 then
+  return {'rebuild'}
+end
 
 local existing = redis.call('GET', KEYS[1])
 if existing then

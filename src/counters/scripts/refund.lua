@@ -4,11 +4,15 @@
 -- stream's next seq. Idempotent by refund id.
 --
 -- KEYS: 1 applied refund ids (set), 2 pledge hash, 3 campaign totals, 4 stream totals,
---       5 campaign top, 6 stream top, 7 stream seq, 8 stream log
+--       5 campaign top, 6 stream top, 7 stream seq, 8 stream log, 9 built marker
 -- ARGV: 1 refund id, 2 gift id, 3 stream, 4 amount, 5 match reversed, 6 leaderboard key,
 --       7 pledge fully refunded (0/1), 8 log length, 9 channel
--- Returns: the refund event's seq, or 0 when the refund was already counted.
+-- Returns: the refund event's seq, 0 when the refund was already counted, or -1 when
+-- the campaign's counters are missing (a rebuild from the ledger will count it).
 
+if redis.call('EXISTS', KEYS[9]) == 0 then
+  return -1
+end
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then
   return 0
 end

@@ -44,7 +44,11 @@ end
 local replay = {}
 local gap = 0
 local since = tonumber(ARGV[1])
-if since >= 0 and since < seq then
+if since > seq then
+  -- A seq this log never reached: the live store was lost and its seqs began again,
+  -- so nothing can be vouched for.
+  gap = 1
+elseif since >= 0 and since < seq then
   local first = redis.call('XRANGE', KEYS[6], '-', '+', 'COUNT', 1)
   local oldest = seq + 1
   if #first > 0 then

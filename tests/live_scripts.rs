@@ -1,0 +1,783 @@
+//! Tests the live-counter Lua scripts (`src/counters/scripts/*.lua`) through their typed
+//! wrappers, against a real Redis (`REDIS_URL`, else redis://127.0.0.1:6379).
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use livefund::counters::{
+    self, Applied, CampaignKeys, FIELDS, Keys, LOG_LENGTH, PledgeOutcome, PledgeWrite, SettledGift,
+    SettledRefund, Snapshot, TopDonor,
+};
+use livefund::domain::{CampaignStatus, Currency, Money, Pledge, PledgeFields, PledgeRules, Slug};
+use redis::FromRedisValue;
+use redis::aio::MultiplexedConnection;
+use serde_json::{Value, json};
+
+type R<T = ()> = redis::RedisResult<T>;
+
+/// The stream most tests use.
+const S: &str = "live-01";
+
+/// One test's campaign, under a key prefix of its own.
+struct Live {
+    client: redis::Client,
+    conn: MultiplexedConnection,
+    keys: CampaignKeys,
+}
+
+async fn live() -> Live {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let client = redis::Client::open(url).expect("a valid redis url");
+    let conn = client.get_multiplexed_async_connection().await;
+    let (conn, keys) = (conn.expect("a running redis"), Keys::new(new_id()));
+    let keys = keys.campaign(&slug("warm-winter"));
+    let mut conn = conn;
+    let _: () = redis::cmd("SET")
+        .arg(keys.built())
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .expect("mark the counters built");
+    Live { client, conn, keys }
+}
+
+fn seq_of(applied: Applied) -> u64 {
+    match applied {
+        Applied::Counted(seq) => seq,
+        Applied::AlreadyCounted => 0,
+        Applied::NotBuilt => panic!("the campaign's counters are marked built in live()"),
+    }
+}
+
+fn new_id() -> String {
+    format!("t{}", uuid::Uuid::new_v4().simple())
+}
+
+fn slug(s: &str) -> Slug {
+    Slug::parse("slug", s).expect("a valid slug")
+}
+
+fn money(v: i64) -> Money {
+    Money::from_stored(v)
+}
+
+fn frame(text: &str) -> Value {
+    serde_json::from_str(text).expect("a frame is JSON")
+}
+
+fn top(donor: Option<&str>, amount: i64) -> TopDonor {
+    let (donor, amount) = (donor.map(Into::into), money(amount));
+    TopDonor { donor, amount }
+}
+
+/// A named pledge with a message and a designation, as the page sends it.
+fn pledge(stream: &str, key: &str, amount: i64, donor_ref: Option<&str>) -> Pledge {
+    let fields = PledgeFields {
+        amount,
+        currency: "CNY".into(),
+        donor_name: Some("小明".into()),
+        message: Some("加油".into()),
+        designation: Some("education".into()),
+        donor_ref: donor_ref.map(Into::into),
+        idempotency_key: key.into(),
+        ..PledgeFields::default()
+    };
+    let rules = PledgeRules {
+        currency: Currency::CNY,
+        min_amount: money(1),
+        max_amount: Money::MAX,
+        designations: ["education".to_owned()].into(),
+        status: CampaignStatus::Live,
+    };
+    Pledge::parse(slug(stream), &fields, &rules).expect("a valid pledge")
+}
+
+/// A named, unmatched gift with no stream goal and a campaign goal out of reach.
+fn gift<'a>(id: &'a str, pledge_id: &'a str, stream: &'a Slug, amount: i64) -> SettledGift<'a> {
+    SettledGift {
+        gift_id: id,
+        pledge_id,
+        stream,
+        amount: money(amount),
+        matched: Money::ZERO,
+        currency: "CNY",
+        donor_ref: None,
+        anonymous: false,
+        public_name: Some("小明"),
+        message: None,
+        designation: None,
+        campaign_goal: money(1_000_000_000),
+        stream_goal: None,
+    }
+}
+
+/// `g` from the page of `donor_ref`, shown as `name`.
+fn by<'a>(g: SettledGift<'a>, donor_ref: &'a str, name: &'a str) -> SettledGift<'a> {
+    let (donor_ref, public_name) = (Some(donor_ref), Some(name));
+    SettledGift {
+        donor_ref,
+        public_name,
+        ..g
+    }
+}
+
+fn goals(g: SettledGift<'_>, campaign: i64, stream: Option<i64>) -> SettledGift<'_> {
+    let (campaign_goal, stream_goal) = (money(campaign), stream.map(money));
+    SettledGift {
+        campaign_goal,
+        stream_goal,
+        ..g
+    }
+}
+
+/// A refund of `amount` of `g`, whose board key is `key`, reversing no match.
+fn refund<'a>(id: &'a str, g: &'a SettledGift, key: &'a str, amount: i64) -> SettledRefund<'a> {
+    SettledRefund {
+        refund_id: id,
+        gift_id: g.gift_id,
+        pledge_id: g.pledge_id,
+        stream: g.stream,
+        amount: money(amount),
+        match_reversed: Money::ZERO,
+        board_key: key,
+        fully_refunded: false,
+    }
+}
+
+/// A logged event: (seq, kind, frame as stored).
+type Event = (u64, String, String);
+
+/// The events as `<seq> <kind>`, plus `<scope> <reached>` for a milestone, joined by ", ".
+fn summary(log: &[Event]) -> String {
+    let line = |(seq, kind, text): &Event| {
+        let f = frame(text);
+        let milestone = format!(" {} {}", f["scope"].as_str().unwrap_or("?"), f["reached"]);
+        format!(
+            "{seq} {kind}{}",
+            if kind == "milestone" { &milestone } else { "" }
+        )
+    };
+    log.iter().map(line).collect::<Vec<_>>().join(", ")
+}
+
+/// The frames of the events `keep` keeps, in log order.
+fn frames(log: &[Event], keep: impl Fn(&Event) -> bool) -> Vec<String> {
+    log.iter()
+        .filter(|e| keep(e))
+        .map(|e| e.2.clone())
+        .collect()
+}
+
+impl Live {
+    async fn q<T: FromRedisValue>(&mut self, args: &[&str]) -> R<T> {
+        let mut cmd = redis::cmd(args[0]);
+        cmd.arg(&args[1..]).query_async(&mut self.conn).await
+    }
+
+    async fn accept(&mut self, p: &Pledge, id: &str, expires_ms: i64) -> R<PledgeOutcome> {
+        let (pledge, pledge_id, ttl) = (p, id, 3600);
+        let (idempotency_ttl_secs, pledge_ttl_secs, now_ms) = (ttl, ttl, 0);
+        let write = PledgeWrite {
+            pledge,
+            pledge_id,
+            now_ms,
+            expires_ms,
+            idempotency_ttl_secs,
+            pledge_ttl_secs,
+        };
+        counters::accept_pledge(&mut self.conn, &self.keys, &write).await
+    }
+
+    /// A new pledge of `amount` on `stream` with no donor_ref; returns its id.
+    async fn pledge(&mut self, stream: &str, amount: i64, expires_ms: i64) -> R<String> {
+        let (id, p) = (new_id(), pledge(stream, &new_id(), amount, None));
+        let outcome = self.accept(&p, &id, expires_ms).await?;
+        let pledge_id = id.clone();
+        assert_eq!(
+            outcome,
+            PledgeOutcome::New {
+                pledge_id,
+                expires_ms
+            }
+        );
+        Ok(id)
+    }
+
+    /// The gift's seq, or 0 when it was counted before.
+    async fn gift(&mut self, g: &SettledGift<'_>) -> R<u64> {
+        let applied = counters::gift_settled(&mut self.conn, &self.keys, g).await?;
+        Ok(seq_of(applied))
+    }
+
+    /// The refund's seq, or 0 when it was counted before.
+    async fn refund(&mut self, r: &SettledRefund<'_>) -> R<u64> {
+        let applied = counters::refund_settled(&mut self.conn, &self.keys, r).await?;
+        Ok(seq_of(applied))
+    }
+
+    async fn expire(&mut self, now_ms: i64, limit: usize) -> R<Vec<String>> {
+        counters::expire_due(&mut self.conn, &self.keys, now_ms, limit).await
+    }
+
+    async fn failed(&mut self, pledge_id: &str) -> R<bool> {
+        counters::pledge_failed(&mut self.conn, &self.keys, pledge_id).await
+    }
+
+    /// A snapshot of [`S`], with goals 4000 (campaign) and 400 (stream).
+    async fn snap(&mut self, since: Option<u64>, recent: usize, top: usize) -> R<Snapshot> {
+        let (conn, keys, goals) = (&mut self.conn, &self.keys, (money(4000), Some(money(400))));
+        counters::snapshot(conn, keys, &slug(S), goals, since, recent, top).await
+    }
+
+    /// HMGET of [`FIELDS`] (pledged, confirmed, matched, refunded, gifts) on the campaign's
+    /// totals and on `stream`'s; absent reads as 0.
+    async fn totals(&mut self, stream: &str) -> R<[[i64; 5]; 2]> {
+        let keys = [self.keys.totals(), self.keys.stream_totals(&slug(stream))];
+        let mut out = [[0; 5]; 2];
+        for (i, key) in keys.iter().enumerate() {
+            let hmget = [&["HMGET", key.as_str()][..], &FIELDS[..]].concat();
+            let values: Vec<Option<i64>> = self.q(&hmget).await?;
+            out[i] = std::array::from_fn(|f| values[f].unwrap_or(0));
+        }
+        Ok(out)
+    }
+
+    /// PFCOUNT of the campaign's donors and of `stream`'s.
+    async fn donors(&mut self, stream: &str) -> R<[i64; 2]> {
+        let (campaign, stream) = (self.keys.donors(), self.keys.stream_donors(&slug(stream)));
+        let campaign = self.q(&["PFCOUNT", &campaign]).await?;
+        Ok([campaign, self.q(&["PFCOUNT", &stream]).await?])
+    }
+
+    /// ZSCORE of a leaderboard key on the campaign's board and on [`S`]'s.
+    async fn board(&mut self, key: &str) -> R<[Option<i64>; 2]> {
+        let (campaign, stream) = (self.keys.top(), self.keys.stream_top(&slug(S)));
+        let campaign = self.q(&["ZSCORE", &campaign, key]).await?;
+        Ok([campaign, self.q(&["ZSCORE", &stream, key]).await?])
+    }
+
+    async fn status(&mut self, pledge_id: &str) -> R<Option<String>> {
+        let key = self.keys.pledge(pledge_id);
+        self.q(&["HGET", &key, "status"]).await
+    }
+
+    async fn pending(&mut self) -> R<Vec<(String, i64)>> {
+        let key = self.keys.pending();
+        self.q(&["ZRANGE", &key, "0", "-1", "WITHSCORES"]).await
+    }
+
+    async fn seq(&mut self, stream: &str) -> R<Option<u64>> {
+        let key = self.keys.stream_seq(&slug(stream));
+        self.q(&["GET", &key]).await
+    }
+
+    /// XRANGE of a stream's log; checks each entry is `<seq>-0 t <kind> f <frame>` and its
+    /// frame carries that seq and type.
+    async fn log(&mut self, stream: &str) -> R<Vec<Event>> {
+        let key = self.keys.stream_log(&slug(stream));
+        let entries: Vec<(String, Vec<String>)> = self.q(&["XRANGE", &key, "-", "+"]).await?;
+        let check = |(id, fields): (String, Vec<String>)| {
+            let seq: u64 = id
+                .strip_suffix("-0")
+                .expect("<seq>-0")
+                .parse()
+                .expect("seq");
+            let [t, kind, f, text] = <[String; 4]>::try_from(fields).expect("t and f");
+            let f_ = frame(&text);
+            assert_eq!([&t, &f], ["t", "f"]);
+            assert_eq!((&f_["seq"], &f_["type"]), (&json!(seq), &json!(kind)));
+            (seq, kind, text)
+        };
+        Ok(entries.into_iter().map(check).collect())
+    }
+
+    /// Everything the scripts write for the campaign and [`S`], to show a call changed
+    /// nothing.
+    async fn state(&mut self) -> R<Vec<redis::Value>> {
+        let (k, s) = (&self.keys, slug(S));
+        let mut pipe = redis::pipe();
+        for key in [k.totals(), k.names(), k.milestones(), k.stream_totals(&s)] {
+            pipe.cmd("HGETALL").arg(key);
+        }
+        for key in [k.pending(), k.top(), k.stream_top(&s)] {
+            pipe.cmd("ZRANGE").arg(key).arg(&["0", "-1", "WITHSCORES"]);
+        }
+        for key in [k.donors(), k.stream_donors(&s)] {
+            pipe.cmd("PFCOUNT").arg(key);
+        }
+        pipe.cmd("SMEMBERS").arg(k.streams());
+        pipe.cmd("GET").arg(k.stream_seq(&s));
+        pipe.cmd("XRANGE").arg(k.stream_log(&s)).arg(&["-", "+"]);
+        pipe.query_async(&mut self.conn).await
+    }
+}
+
+#[tokio::test]
+async fn new_pledge_counts_pledged_and_donors_and_is_pending_until_its_expiry() -> R {
+    let mut t = live().await;
+    let id = t.pledge(S, 500, 90_000).await?;
+    assert_eq!(t.totals(S).await?, [[500, 0, 0, 0, 0]; 2]);
+    assert_eq!(t.donors(S).await?, [1, 1]);
+    assert_eq!(t.pending().await?, [(id.clone(), 90_000)]);
+    assert_eq!(t.status(&id).await?.as_deref(), Some("pending"));
+    let streams: Vec<String> = t.q(&["SMEMBERS", &t.keys.streams()]).await?;
+    assert_eq!(streams, [S]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn same_key_and_body_replays_the_first_pledge_even_with_another_id() -> R {
+    let mut t = live().await;
+    let p = pledge(S, "retry-key-1", 500, Some("browser-1"));
+    t.accept(&p, "first-id", 90_000).await?;
+    let before = t.state().await?;
+    let again = t.accept(&p, "second-id", 120_000).await?;
+    let (pledge_id, expires_ms) = ("first-id".into(), 90_000);
+    assert_eq!(
+        again,
+        PledgeOutcome::Replay {
+            pledge_id,
+            expires_ms
+        }
+    );
+    assert_eq!(t.state().await?, before);
+    assert_eq!(t.status("second-id").await?, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn same_key_with_another_amount_conflicts_and_changes_nothing() -> R {
+    let mut t = live().await;
+    let first = pledge(S, "retry-key-1", 500, None);
+    t.accept(&first, "first-id", 90_000).await?;
+    let before = t.state().await?;
+    let other = pledge(S, "retry-key-1", 501, None);
+    let conflict = t.accept(&other, "second-id", 90_000).await?;
+    assert_eq!(conflict, PledgeOutcome::Conflict);
+    assert_eq!(t.state().await?, before);
+    assert_eq!(t.status("second-id").await?, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn donors_are_counted_by_donor_ref_else_one_per_pledge() -> R {
+    let mut t = live().await;
+    for key in ["same-ref-1", "same-ref-2"] {
+        let p = pledge(S, key, 100, Some("browser-1"));
+        t.accept(&p, &new_id(), 1).await?;
+    }
+    assert_eq!(t.donors(S).await?, [1, 1]);
+    for key in ["no-ref-1", "no-ref-2"] {
+        t.accept(&pledge("live-02", key, 100, None), &new_id(), 1)
+            .await?;
+    }
+    assert_eq!(t.donors("live-02").await?, [3, 2]);
+    let (s1, s2) = (slug(S), slug("live-02"));
+    let streams = [(&s1, None), (&s2, Some(money(10)))];
+    let (all, streams) = counters::read_totals(&mut t.conn, &t.keys, money(1000), &streams).await?;
+    assert_eq!((all.donors, all.pledged), (3, money(400)));
+    assert_eq!((streams[0].donors, streams[1].donors), (1, 2));
+    assert_eq!(streams[1].goal, Some(money(10)));
+    Ok(())
+}
+
+#[tokio::test]
+async fn expire_due_expires_due_pledges_once_and_leaves_later_ones() -> R {
+    let mut t = live().await;
+    let early = t.pledge(S, 100, 1_000).await?;
+    let on_time = t.pledge("live-02", 200, 2_000).await?;
+    let later = t.pledge(S, 400, 2_001).await?;
+    assert_eq!(t.expire(2_000, 100).await?, [early.clone(), on_time]);
+    assert_eq!(t.totals(S).await?, [[400, 0, 0, 0, 0]; 2]);
+    assert_eq!(t.totals("live-02").await?[1], [0; 5]);
+    assert_eq!(t.pending().await?, [(later, 2_001)]);
+    assert_eq!(t.status(&early).await?.as_deref(), Some("expired"));
+    assert_eq!(t.expire(2_000, 100).await?, Vec::<String>::new());
+    assert_eq!(t.totals(S).await?, [[400, 0, 0, 0, 0]; 2]);
+    assert!(!t.failed(&early).await?, "an expired pledge does not fail");
+    Ok(())
+}
+
+#[tokio::test]
+async fn expire_due_limit_bounds_each_call_earliest_first() -> R {
+    let mut t = live().await;
+    let mut ids = Vec::new();
+    for expires_ms in [500, 100, 300, 200, 400] {
+        ids.push((expires_ms, t.pledge(S, 10, expires_ms).await?));
+    }
+    ids.sort();
+    let ids: Vec<String> = ids.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(t.expire(1_000, 2).await?, ids[0..2]);
+    assert_eq!(t.expire(1_000, 2).await?, ids[2..4]);
+    assert_eq!(t.expire(1_000, 2).await?, ids[4..5]);
+    assert!(t.expire(1_000, 2).await?.is_empty());
+    assert_eq!(t.totals(S).await?, [[0; 5]; 2]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn pledge_failed_takes_a_pending_pledge_off_pledged_once() -> R {
+    let mut t = live().await;
+    let id = t.pledge(S, 500, 90_000).await?;
+    t.pledge(S, 70, 90_000).await?;
+    assert!(t.failed(&id).await?);
+    assert_eq!(t.totals(S).await?, [[70, 0, 0, 0, 0]; 2]);
+    assert_eq!(t.status(&id).await?.as_deref(), Some("failed"));
+    let before = t.state().await?;
+    assert!(!t.failed(&id).await?);
+    assert!(!t.failed("never-seen").await?);
+    assert_eq!(t.state().await?, before);
+    Ok(())
+}
+
+#[tokio::test]
+async fn failed_pledge_is_not_expired_again() -> R {
+    let mut t = live().await;
+    let id = t.pledge(S, 500, 1_000).await?;
+    assert!(t.failed(&id).await?);
+    assert!(t.pending().await?.is_empty());
+    // Even a stale pending entry does not take it off `pledged` a second time.
+    let _: i64 = t.q(&["ZADD", &t.keys.pending(), "1000", &id]).await?;
+    assert!(t.expire(5_000, 100).await?.is_empty());
+    assert_eq!(t.totals(S).await?, [[0; 5]; 2]);
+    assert!(t.pending().await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn gift_counts_once_on_campaign_stream_board_and_log() -> R {
+    let mut t = live().await;
+    let (s, pid) = (slug(S), new_id());
+    let p = pledge(S, "key-gift-1", 500, Some("browser-1"));
+    t.accept(&p, &pid, 90_000).await?;
+    let g = SettledGift {
+        matched: money(250),
+        message: Some("加油 \"/\""),
+        designation: Some("education"),
+        ..by(gift("gift-1", &pid, &s, 500), "browser-1", "小明")
+    };
+    assert_eq!(t.gift(&g).await?, 1);
+    assert_eq!(t.totals(S).await?, [[500, 500, 250, 0, 1]; 2]);
+    assert_eq!(t.board("d:browser-1").await?, [Some(500); 2]);
+    assert_eq!(t.donors(S).await?, [1, 1]);
+    assert!(t.pending().await?.is_empty());
+    assert_eq!(t.status(&pid).await?.as_deref(), Some("confirmed"));
+    let log = t.log(S).await?;
+    let want = json!({"type": "gift", "seq": 1, "gift_id": "gift-1", "donor": "小明",
+        "amount": 500, "currency": "CNY", "message": "加油 \"/\"", "designation": "education",
+        "matched": 250, "test": false});
+    assert_eq!((log.len(), frame(&log[0].2)), (1, want));
+    assert_eq!(t.seq(S).await?, Some(1));
+
+    let before = t.state().await?;
+    assert_eq!(t.gift(&g).await?, 0);
+    assert_eq!(t.state().await?, before);
+    Ok(())
+}
+
+#[tokio::test]
+async fn anonymous_gift_shows_no_donor_even_with_a_name_and_has_its_own_board_entry() -> R {
+    let mut t = live().await;
+    let s = slug(S);
+    let g = by(gift("gift-1", "p-1", &s, 300), "browser-1", "小明");
+    assert_eq!(
+        t.gift(&SettledGift {
+            anonymous: true,
+            ..g
+        })
+        .await?,
+        1
+    );
+    let f = frame(&t.log(S).await?[0].2);
+    let shown = [&f["donor"], &f["message"], &f["designation"]];
+    assert_eq!(shown, [&Value::Null; 3]);
+    assert_eq!(t.board("a:gift-1").await?, [Some(300); 2]);
+    assert_eq!(t.board("d:browser-1").await?, [None; 2]);
+    let name: Option<String> = t.q(&["HGET", &t.keys.names(), "a:gift-1"]).await?;
+    assert_eq!(name.as_deref(), Some(""));
+    assert_eq!(t.snap(None, 1, 1).await?.top, [top(None, 300)]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn gift_for_an_expired_or_failed_pledge_counts_it_as_pledged_again() -> R {
+    let mut t = live().await;
+    let s = slug(S);
+    let expired = t.pledge(S, 500, 1_000).await?;
+    let failed = t.pledge(S, 70, 90_000).await?;
+    assert_eq!(t.expire(1_000, 10).await?, std::slice::from_ref(&expired));
+    assert!(t.failed(&failed).await?);
+    assert_eq!(t.totals(S).await?, [[0; 5]; 2]);
+    t.gift(&gift("gift-1", &expired, &s, 500)).await?;
+    t.gift(&gift("gift-2", &failed, &s, 70)).await?;
+    assert_eq!(t.totals(S).await?, [[570, 570, 0, 0, 2]; 2]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn stream_milestones_crossed_at_once_follow_the_gift_each_with_its_seq() -> R {
+    let mut t = live().await;
+    let s = slug(S);
+    let g = goals(gift("gift-1", "p-1", &s, 200), 1000, Some(400));
+    assert_eq!(t.gift(&g).await?, 1);
+    let log = t.log(S).await?;
+    let want = "1 gift, 2 milestone stream 25, 3 milestone stream 50";
+    assert_eq!(summary(&log), want);
+    let want = json!({"type": "milestone", "seq": 3, "scope": "stream", "reached": 50});
+    assert_eq!(frame(&log[2].2), want);
+    assert_eq!(t.seq(S).await?, Some(3));
+    Ok(())
+}
+
+#[tokio::test]
+async fn campaign_milestones_reach_every_stream_with_its_own_seq() -> R {
+    let mut t = live().await;
+    let (a, b) = (slug("stream-a"), slug("stream-b"));
+    for stream in ["stream-a", "stream-b", "stream-c"] {
+        t.pledge(stream, 1, 90_000).await?;
+    }
+    for (id, stream, amount) in [("g-b", &b, 50), ("g-a1", &a, 50), ("g-a2", &a, 200)] {
+        t.gift(&goals(gift(id, id, stream, amount), 1000, None))
+            .await?;
+    }
+    let a = "1 gift, 2 gift, 3 milestone campaign 25";
+    assert_eq!(summary(&t.log("stream-a").await?), a);
+    let b = "1 gift, 2 milestone campaign 25";
+    assert_eq!(summary(&t.log("stream-b").await?), b);
+    let c = "1 milestone campaign 25";
+    assert_eq!(summary(&t.log("stream-c").await?), c);
+    assert_eq!(t.seq("stream-c").await?, Some(1));
+    Ok(())
+}
+
+#[tokio::test]
+async fn milestone_is_not_emitted_again_after_a_refund_below_it() -> R {
+    let mut t = live().await;
+    let s = slug(S);
+    let hundred = |id| goals(gift(id, id, &s, 100), 1_000_000, Some(400));
+    t.gift(&hundred("g-1")).await?;
+    t.refund(&refund("r-1", &hundred("g-1"), "p:g-1", 100))
+        .await?;
+    assert_eq!(t.totals(S).await?[1], [100, 0, 0, 100, 1]);
+    t.gift(&hundred("g-2")).await?;
+    t.gift(&hundred("g-3")).await?;
+    let log = t.log(S).await?;
+    let want = "1 gift, 2 milestone stream 25, 3 refund, 4 gift, 5 gift, 6 milestone stream 50";
+    assert_eq!(summary(&log), want);
+    Ok(())
+}
+
+#[tokio::test]
+async fn refund_reverses_the_gift_and_appends_a_refund_event_once() -> R {
+    let mut t = live().await;
+    let s = slug(S);
+    let pid = t.pledge(S, 500, 90_000).await?;
+    let g = by(gift("gift-1", &pid, &s, 500), "browser-1", "小明");
+    let g = SettledGift {
+        matched: money(250),
+        ..g
+    };
+    t.gift(&g).await?;
+    let (board, reversed) = ("d:browser-1", money(100));
+    let partial = refund("r-1", &g, board, 200);
+    let partial = SettledRefund {
+        match_reversed: reversed,
+        ..partial
+    };
+    assert_eq!(t.refund(&partial).await?, 2);
+    assert_eq!(t.totals(S).await?, [[500, 300, 150, 200, 1]; 2]);
+    assert_eq!(t.board(board).await?, [Some(300); 2]);
+    let log = t.log(S).await?;
+    let want = json!({"type": "refund", "seq": 2, "gift_id": "gift-1", "amount": 200});
+    assert_eq!((log.len(), frame(&log[1].2)), (2, want));
+    let before = t.state().await?;
+    assert_eq!(t.refund(&partial).await?, 0);
+    assert_eq!(t.state().await?, before);
+
+    let (rest, reversed) = (refund("r-2", &g, board, 300), money(150));
+    let rest = SettledRefund {
+        match_reversed: reversed,
+        fully_refunded: true,
+        ..rest
+    };
+    assert_eq!(t.refund(&rest).await?, 3);
+    assert_eq!(t.totals(S).await?, [[500, 0, 0, 500, 1]; 2]);
+    assert_eq!(t.board(board).await?, [None; 2], "removed at 0");
+    assert_eq!(t.status(&pid).await?.as_deref(), Some("refunded"));
+    Ok(())
+}
+
+/// Gifts on [`S`] (goals 4000 and 400, as [`Live::snap`] reads them): Alice 100 then 200
+/// under her donor_ref, an anonymous 250, Bob 80 less a 30 refund; stream milestones in
+/// between.
+async fn busy_stream(t: &mut Live) -> R {
+    let s = slug(S);
+    t.pledge(S, 5, 90_000).await?;
+    let worth = |id, amount| goals(gift(id, id, &s, amount), 4000, Some(400));
+    let bob = by(worth("g-3", 80), "bob", "Bob");
+    t.gift(&by(worth("g-1", 100), "alice", "Alice")).await?;
+    t.gift(&SettledGift {
+        anonymous: true,
+        ..worth("g-2", 250)
+    })
+    .await?;
+    t.gift(&bob).await?;
+    t.refund(&refund("r-1", &bob, "d:bob", 30)).await?;
+    t.gift(&by(worth("g-4", 200), "alice", "Alice")).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn snapshot_reads_totals_latest_seq_recent_gifts_and_top_donors() -> R {
+    let mut t = live().await;
+    busy_stream(&mut t).await?;
+    let snap = t.snap(None, 10, 10).await?;
+    let s = slug(S);
+    let streams = [(&s, Some(money(400)))];
+    let (all, streams) = counters::read_totals(&mut t.conn, &t.keys, money(4000), &streams).await?;
+    assert_eq!((&snap.campaign, &snap.stream), (&all, &streams[0]));
+    assert_eq!((snap.stream.confirmed, snap.stream.gifts), (money(600), 4));
+
+    let log = t.log(S).await?;
+    assert!(summary(&log).contains("2 milestone stream 25, 3 gift"));
+    assert_eq!([Some(snap.seq); 2], [t.seq(S).await?, Some(9)]);
+    let mut gifts = frames(&log, |e| e.1 == "gift");
+    gifts.reverse();
+    assert_eq!(snap.recent, gifts);
+    let want = [
+        top(Some("Alice"), 300),
+        top(None, 250),
+        top(Some("Bob"), 50),
+    ];
+    assert_eq!(snap.top, want);
+    assert!(snap.replay.is_empty() && !snap.gap);
+
+    let two = t.snap(None, 2, 1).await?;
+    assert_eq!((&two.recent[..], &two.top[..]), (&gifts[..2], &want[..1]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn snapshot_since_replays_exactly_the_later_events_in_order() -> R {
+    let mut t = live().await;
+    busy_stream(&mut t).await?;
+    let log = t.log(S).await?;
+    let latest = log.len() as u64;
+    for since in [0, 1, 3, latest - 1, latest] {
+        let snap = t.snap(Some(since), 0, 1).await?;
+        let want = frames(&log, |e| e.0 > since);
+        let got = (snap.replay, snap.gap, snap.seq);
+        assert_eq!(got, (want, false, latest), "since {since}");
+        assert!(snap.recent.is_empty());
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn snapshot_since_older_than_the_kept_log_reports_a_gap() -> R {
+    let mut t = live().await;
+    let s = slug(S);
+    let total = u64::from(LOG_LENGTH) + 10;
+    for i in 1..=total {
+        let id = format!("g-{i}");
+        t.gift(&gift(&id, &id, &s, 1)).await?;
+    }
+    let kept = frames(&t.log(S).await?, |_| true);
+    assert_eq!(kept.len(), LOG_LENGTH as usize);
+    assert_eq!(frame(&kept[0])["seq"], 11);
+    let gap = t.snap(Some(1), 1, 1).await?;
+    assert_eq!(
+        (gap.gap, &gap.replay),
+        (true, &kept),
+        "from the oldest kept"
+    );
+    let edge = t.snap(Some(10), 1, 1).await?;
+    assert_eq!((edge.gap, &edge.replay), (false, &kept), "right after 10");
+    let none = t.snap(None, 1, 1).await?;
+    assert_eq!((none.replay.len(), none.gap, none.seq), (0, false, total));
+    Ok(())
+}
+
+#[tokio::test]
+async fn pubsub_announces_totals_changes_and_the_logged_frames() -> R {
+    let mut t = live().await;
+    let mut pubsub = t.client.get_async_pubsub().await?;
+    pubsub.subscribe(t.keys.channel()).await?;
+    let mut messages = pubsub.into_on_message();
+    let s = slug(S);
+    let pid = t.pledge(S, 300, 90_000).await?;
+    let g = goals(gift("gift-1", &pid, &s, 300), 1_000_000, Some(1000));
+    t.gift(&g).await?;
+    let doomed = t.pledge(S, 5, 90_000).await?;
+    assert!(t.failed(&doomed).await?);
+    t.refund(&refund("r-1", &g, &g.board_key(), 10)).await?;
+    t.pledge(S, 5, 1).await?;
+    assert_eq!(t.expire(1, 10).await?.len(), 1);
+
+    let log = t.log(S).await?;
+    assert_eq!(summary(&log), "1 gift, 2 milestone stream 25, 3 refund");
+    let msg = |e: Option<usize>| e.map_or(format!("T {S}"), |i| format!("E {S} {}", log[i].2));
+    let (n, e) = (None, Some);
+    // pledge; gift, milestone, totals; pledge; failed; refund, totals; pledge; expire
+    let want = [n, e(0), e(1), n, n, n, e(2), n, n, n].map(msg);
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        let next = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;
+        let next = next.expect("a message in 5 s").expect("subscribed");
+        got.push(next.get_payload::<String>()?);
+    }
+    assert_eq!(got, want);
+    Ok(())
+}
+
+#[tokio::test]
+async fn snapshot_with_top_zero_lists_no_donors() -> R {
+    let mut t = live().await;
+    busy_stream(&mut t).await?;
+    let snap = t.snap(None, 0, 0).await?;
+    assert_eq!(snap.top, []);
+    Ok(())
+}
+
+#[tokio::test]
+async fn snapshot_recent_finds_a_gift_behind_four_refunds() -> R {
+    let mut t = live().await;
+    let s = slug(S);
+    let g = gift("gift-1", "p-1", &s, 100);
+    t.gift(&g).await?;
+    for id in ["r-1", "r-2", "r-3", "r-4"] {
+        t.refund(&refund(id, &g, "p:p-1", 1)).await?;
+    }
+    assert_eq!(
+        t.snap(None, 1, 1).await?.recent.len(),
+        1,
+        "the log holds a gift"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_built_counters_every_hook_refuses_and_writes_nothing() -> R {
+    let mut t = live().await;
+    let _: () = redis::cmd("DEL")
+        .arg(t.keys.built())
+        .query_async(&mut t.conn)
+        .await?;
+    let id = new_id();
+    let p = pledge(S, &new_id(), 500, None);
+    assert_eq!(t.accept(&p, &id, 1_000).await?, PledgeOutcome::NotBuilt);
+    let s = slug(S);
+    let g = gift("gift-1", "p-1", &s, 100);
+    let applied = counters::gift_settled(&mut t.conn, &t.keys, &g).await?;
+    assert_eq!(applied, Applied::NotBuilt);
+    let r = refund("r-1", &g, "p:p-1", 100);
+    let applied = counters::refund_settled(&mut t.conn, &t.keys, &r).await?;
+    assert_eq!(applied, Applied::NotBuilt);
+    let pattern = format!("{}*", t.keys.base());
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut t.conn)
+        .await?;
+    assert_eq!(keys, Vec::<String>::new(), "nothing was written");
+    Ok(())
+}
