@@ -3,25 +3,11 @@
 
 mod common;
 
-use common::{Options, TestApp, code, pledge_body};
+use common::{Options, TestApp, code, eventually, pledge_body};
 use livefund::config::Limits;
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
-use std::time::{Duration, Instant};
-
-/// Waits (bounded) until `probe` returns true.
-async fn eventually<F, Fut>(what: &str, mut probe: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !probe().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn pledge_rows(app: &TestApp) -> i64 {
     sqlx::query_scalar("select count(*) from pledges")

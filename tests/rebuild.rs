@@ -4,7 +4,7 @@
 mod common;
 
 use common::process::livefund;
-use common::{Options, TestApp, payment_event};
+use common::{Options, TestApp, eventually, payment_event};
 use livefund::config::Limits;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -84,11 +84,10 @@ async fn some_history(app: &TestApp) -> Vec<String> {
         .await;
     assert_eq!(reply["outcome"], "refund");
     pledges.push(app.pledged("stream", 700).await);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app.count("select count(*) from pledges").await < 4 {
-        assert!(Instant::now() < deadline, "write-behind never caught up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the write-behind", || async {
+        app.count("select count(*) from pledges").await == 4
+    })
+    .await;
     pledges
 }
 
@@ -139,11 +138,10 @@ async fn lost_counters_are_rebuilt_from_the_ledger_before_totals_are_served(db: 
         before.0["pledged"].as_i64().unwrap_or(0) + 900
     );
     // Once written behind, the pledge survives the next loss too.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app.count("select count(*) from pledges").await < 5 {
-        assert!(Instant::now() < deadline, "write-behind never caught up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the write-behind", || async {
+        app.count("select count(*) from pledges").await == 5
+    })
+    .await;
     lose_redis(&app).await;
     let (_, reply) = app
         .webhook(&payment_event(

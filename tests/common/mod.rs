@@ -18,6 +18,23 @@ use tokio_util::sync::CancellationToken;
 pub const OPERATOR_TOKEN: &str = "test-operator-token";
 pub const WEBHOOK_SECRET: &str = "whsec_test";
 
+/// Waits (bounded, 10 s) until `probe` returns true; for effects that land after an
+/// answer (the write-behind, the live counters after a commit, the expiry sweep).
+pub async fn eventually<F, Fut>(what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !probe().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The Redis the tests use: `REDIS_URL`, or the local default.
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
