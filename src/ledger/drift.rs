@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use super::rebuild::{RebuildError, rebuild_campaign};
+use super::rebuild::{RebuildError, Scope, rebuild};
 use super::sums::{LedgerCounters, ledger_totals};
 use crate::counters::{FIELDS, Keys};
 use crate::domain::Slug;
@@ -96,7 +96,9 @@ pub async fn run_drift_check<C: ConnectionLike + Clone + Send + 'static>(
                         .set(drift as f64);
                     if drifted.insert(slug.clone(), drift).is_some() {
                         tracing::warn!(campaign = %slug, drift, "live counters drifted from the ledger; repairing");
-                        if let Err(e) = rebuild_campaign(&db, &mut conn, &keys, &campaign).await {
+                        if let Err(e) =
+                            rebuild(&db, &mut conn, &keys, &campaign, Scope::Settled).await
+                        {
                             tracing::warn!(error = %e, "drift repair failed");
                         } else {
                             drifted.remove(&slug);

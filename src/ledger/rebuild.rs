@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::sums::{LedgerTotals, ledger_totals};
+use super::sums::{LedgerCounters, LedgerTotals, ledger_totals};
 use crate::counters::{CampaignKeys, Keys, board_key};
 use crate::domain::Slug;
 
@@ -57,6 +57,28 @@ pub async fn rebuild_campaign<C: ConnectionLike>(
     keys: &Keys,
     campaign: &Slug,
 ) -> Result<LedgerTotals, RebuildError> {
+    rebuild(db, redis, keys, campaign, Scope::Everything).await
+}
+
+/// What a rebuild rewrites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Redis lost the campaign: every counter, donors, milestones and pending pledges.
+    Everything,
+    /// The drift repair: only what settlement counts (confirmed, matched, refunded,
+    /// gifts, leaderboards, the counted sets), leaving pledges in flight untouched.
+    Settled,
+}
+
+/// Rewrites `scope` of a campaign's live counters from the ledger in one atomic step.
+pub async fn rebuild<C: ConnectionLike>(
+    db: &PgPool,
+    redis: &mut C,
+    keys: &Keys,
+    campaign: &Slug,
+    scope: Scope,
+) -> Result<LedgerTotals, RebuildError> {
+    let everything = scope == Scope::Everything;
     let totals = ledger_totals(db, campaign)
         .await?
         .ok_or_else(|| RebuildError::UnknownCampaign(campaign.to_string()))?;
@@ -113,38 +135,51 @@ pub async fn rebuild_campaign<C: ConnectionLike>(
         .iter()
         .filter_map(|(s, _, _)| Slug::parse("stream", s).ok())
         .collect();
-    pipe.del(&[
-        k.totals(),
-        k.donors(),
-        k.top(),
-        k.names(),
-        k.applied_gifts(),
-        k.applied_refunds(),
-        k.milestones(),
-        k.pending(),
-        k.streams(),
-    ])
-    .ignore();
+    if everything {
+        pipe.del(&[
+            k.totals(),
+            k.donors(),
+            k.applied_gifts(),
+            k.applied_refunds(),
+            k.milestones(),
+            k.pending(),
+            k.streams(),
+        ])
+        .ignore();
+    }
+    pipe.del(&[k.top(), k.names()]).ignore();
     for s in &stream_slugs {
-        pipe.del(&[k.stream_totals(s), k.stream_donors(s), k.stream_top(s)])
-            .ignore();
+        if everything {
+            pipe.del(&[k.stream_totals(s), k.stream_donors(s)]).ignore();
+        }
+        pipe.del(k.stream_top(s)).ignore();
         pipe.sadd(k.streams(), s.as_str()).ignore();
     }
-    pipe.hset_multiple(k.totals(), &totals.campaign.fields())
+    let fields = |c: &LedgerCounters| {
+        let all = c.fields();
+        if everything {
+            all.to_vec()
+        } else {
+            all[1..].to_vec()
+        }
+    };
+    pipe.hset_multiple(k.totals(), &fields(&totals.campaign))
         .ignore();
     let mut milestones = vec![(
         "campaign".to_owned(),
         reached(totals.campaign.confirmed, totals.goal),
     )];
     for ((slug, goal, counters), s) in totals.streams.iter().zip(&stream_slugs) {
-        pipe.hset_multiple(k.stream_totals(s), &counters.fields())
+        pipe.hset_multiple(k.stream_totals(s), &fields(counters))
             .ignore();
         milestones.push((
             format!("s:{slug}"),
             reached(counters.confirmed, goal.unwrap_or(0)),
         ));
     }
-    pipe.hset_multiple(k.milestones(), &milestones).ignore();
+    if everything {
+        pipe.hset_multiple(k.milestones(), &milestones).ignore();
+    }
     for (stream, donor) in &donors {
         if let Ok(s) = Slug::parse("stream", stream) {
             pipe.pfadd(k.donors(), donor).ignore();
@@ -182,7 +217,7 @@ pub async fn rebuild_campaign<C: ConnectionLike>(
     for chunk in applied_refunds.chunks(1000) {
         pipe.sadd(k.applied_refunds(), chunk).ignore();
     }
-    for p in &pending {
+    for p in pending.iter().filter(|_| everything) {
         let public = if p.anonymous {
             ""
         } else {

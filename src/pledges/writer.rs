@@ -149,7 +149,12 @@ pub async fn write(db: &PgPool, batch: &[PledgeChange]) -> sqlx::Result<()> {
                            $11::text[], $12::timestamptz[], $13::timestamptz[])
                  as p(id, campaign_id, stream_id, amount, currency, designation, donor_name,
                       anonymous, message, donor_ref, idempotency_key, created_at, expires_at)
-               on conflict (id) do nothing"#,
+               on conflict (id) do update
+                   -- Settlement may have written the pledge first, from the live store,
+                   -- without its times and key: these are the pledge's own.
+                   set created_at = excluded.created_at,
+                       expires_at = excluded.expires_at,
+                       idempotency_key = excluded.idempotency_key"#,
         )
         .bind(&rows.id)
         .bind(&rows.campaign_id)
