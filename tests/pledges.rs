@@ -333,3 +333,38 @@ async fn browsers_from_foreign_origins_are_refused(db: PgPool) {
     assert_eq!(allowed.status(), StatusCode::CREATED);
     assert_eq!(app.totals("stream").await.0["pledged"], 100);
 }
+
+#[sqlx::test]
+async fn allowed_origins_may_pledge_from_a_browser(db: PgPool) {
+    let options = Options {
+        allowed_origins: vec!["https://overlay.example".into()],
+        ..Options::default()
+    };
+    let app = TestApp::spawn_with(db, options).await;
+    app.seed().await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/api/v1/pledges"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allowed = preflight("https://overlay.example")
+        .await
+        .expect("preflight");
+    assert_eq!(
+        allowed
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://overlay.example")
+    );
+    let foreign = preflight("https://evil.example").await.expect("preflight");
+    assert!(
+        foreign
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}

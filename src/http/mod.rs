@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(pledges::cors(&state.config))
         .layer(middleware::from_fn(record_metrics))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

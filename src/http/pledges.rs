@@ -2,12 +2,15 @@
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::routing::{get, post};
 use std::net::SocketAddr;
+use std::time::Duration;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::{ApiError, Json};
 use crate::AppState;
+use crate::config::Config;
 use crate::domain::{PledgeFields, Slug};
 use crate::pledges::{self, Accepted, PledgeStatus};
 
@@ -15,6 +18,22 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/pledges", post(create))
         .route("/api/v1/pledges/{pledge_id}", get(show))
+}
+
+/// Lets browser pages from the allowed Origins call the pledge and read APIs (CORS),
+/// so an overlay served elsewhere can pledge. Operator calls stay closed to browsers:
+/// `Authorization` is not an allowed header.
+pub fn cors(config: &Config) -> CorsLayer {
+    let origins: Vec<HeaderValue> = config
+        .allowed_origins
+        .iter()
+        .filter_map(|o| o.parse().ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(600))
 }
 
 /// Refuses a browser request from an Origin that is not allowed (CONTRACT §2).
