@@ -201,6 +201,14 @@ create index payment_exceptions_campaign_idx on payment_exceptions (campaign_id)
 create index payment_exceptions_parked_idx on payment_exceptions (pledge_id)
     where kind = 'refund_without_gift' and resolved_at is null;
 
+-- The highest event seq each stream has reached, recorded after settlement's live
+-- effects. If Redis loses a stream's seq, it starts again above this, so seq keeps
+-- increasing and reconnecting clients are told of the gap.
+create table stream_seqs (
+    stream_id  bigint primary key references streams (id),
+    seq        bigint not null check (seq >= 0)
+);
+
 -- A provider statement as uploaded, and its parsed rows.
 create table statements (
     id           bigint generated always as identity primary key,

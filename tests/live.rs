@@ -437,3 +437,20 @@ async fn a_pledge_paid_in_the_sandbox_reaches_the_socket_as_a_gift(db: PgPool) {
         .expect("gift row");
     assert_eq!(donor, None, "nor is its name kept");
 }
+
+#[sqlx::test]
+async fn totals_frames_carry_the_streams_latest_seq(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.seed().await;
+    for amount in [100, 200, 300] {
+        settle_gift(&app, "campaign", "stream", amount).await;
+    }
+    let mut client = Client::connect(&app.ws_url("stream", None)).await;
+    let snapshot = client.next_of("snapshot").await;
+    assert_eq!(snapshot["seq"], 3);
+    let pledged = snapshot["stream"]["pledged"].as_i64().unwrap_or(0);
+    let (status, _) = app.pledge(&pledge_body("stream", 5000)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let totals = client.totals_with_pledged(pledged + 5000).await;
+    assert_eq!(totals["seq"], 3, "the latest seq, not the hub's own count");
+}

@@ -40,6 +40,7 @@ async fn migrations_build_the_schema_on_an_empty_database(db: PgPool) {
             "refunds",
             "statement_rows",
             "statements",
+            "stream_seqs",
             "streams",
         ]
     );

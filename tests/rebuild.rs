@@ -264,3 +264,58 @@ async fn the_drift_check_repairs_a_tampered_counter(db: PgPool) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[sqlx::test]
+async fn after_redis_is_lost_seq_keeps_increasing_and_resuming_clients_see_a_gap(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.seed().await;
+    let history = some_history(&app).await;
+    let sums = ledger_sums(&app).await;
+    until_settled(&app, sums).await;
+    // Three gifts and a refund: seq 4 (the live effects recorded it).
+    eventually("the recorded seq", || async {
+        app.count("select coalesce(max(seq), 0) from stream_seqs")
+            .await
+            == 4
+    })
+    .await;
+
+    lose_redis(&app).await;
+    let mut client = common::ws::Client::connect(&app.ws_url("stream", Some(4))).await;
+    let snapshot = client.next_of("snapshot").await;
+    assert_eq!(snapshot["gap"], true, "the log was lost with Redis");
+    let seq = snapshot["seq"].as_u64().expect("seq");
+    assert!(seq > 4, "seq starts above what clients saw ({seq})");
+    let (_, reply) = app
+        .webhook(&payment_event(
+            "payment.succeeded",
+            &history[3],
+            "txn_after",
+            700,
+        ))
+        .await;
+    assert_eq!(reply["outcome"], "gift", "{reply}");
+    let gift = client.next_of("gift").await;
+    assert_eq!(gift["seq"], seq + 1);
+}
+
+#[sqlx::test]
+async fn pending_pledges_still_expire_after_redis_is_lost(db: PgPool) {
+    let options = Options {
+        limits: Limits {
+            pledge_ttl_secs: 1,
+            http_pledges_per_ip: 0,
+            ..Limits::default()
+        },
+        ..Options::default()
+    };
+    let app = TestApp::spawn_with(db, options).await;
+    app.seed().await;
+    app.pledged("stream", 500).await;
+    lose_redis(&app).await;
+    app.pledged("stream", 700).await;
+    eventually("the pledges to expire", || async {
+        app.totals("stream").await.0["pledged"] == 0
+    })
+    .await;
+}

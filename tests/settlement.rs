@@ -383,3 +383,96 @@ async fn malformed_events_with_good_signatures_are_400(db: PgPool) {
         (StatusCode::BAD_REQUEST, "invalid_request")
     );
 }
+
+#[sqlx::test]
+async fn concurrent_partial_refunds_on_two_gateways_never_exceed_the_gift(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let other = TestApp::spawn_with(
+        db,
+        Options {
+            prefix: app.prefix.clone(),
+            ..Options::default()
+        },
+    )
+    .await;
+    // No sponsor: the matching pool's lock would serialize the refunds by itself.
+    app.create_fund("fund").await;
+    let mut campaign = common::campaign_body("campaign", "fund");
+    campaign.as_object_mut().map(|c| c.remove("matching"));
+    let (status, _) = app.operator_post("/api/v1/campaigns", &campaign).await;
+    assert_eq!(status, StatusCode::CREATED);
+    app.create_stream("stream", "campaign").await;
+    let mut pledges = Vec::new();
+    for i in 0..8 {
+        let pledge = app.pledged("stream", 10_000).await;
+        let (_, reply) = app
+            .webhook(&payment_event(
+                "payment.succeeded",
+                &pledge,
+                &format!("pay_{i}"),
+                10_000,
+            ))
+            .await;
+        assert_eq!(reply["outcome"], "gift");
+        pledges.push(pledge);
+    }
+    let races = pledges.iter().enumerate().map(|(i, p)| {
+        let a = payment_event("refund.succeeded", p, &format!("rf_a_{i}"), 6000);
+        let b = payment_event("refund.succeeded", p, &format!("rf_b_{i}"), 6000);
+        let (app, other) = (&app, &other);
+        async move { tokio::join!(app.webhook(&a), other.webhook(&b)) }
+    });
+    for ((sa, ra), (sb, rb)) in futures_util::future::join_all(races).await {
+        assert_eq!((sa, sb), (StatusCode::OK, StatusCode::OK), "{ra} {rb}");
+        let mut outcomes = [ra["exception"].clone(), rb["exception"].clone()];
+        outcomes.sort_by_key(|v| v.to_string());
+        assert_eq!(
+            outcomes,
+            [json!("refund_exceeds_gift"), Value::Null],
+            "{ra} {rb}"
+        );
+    }
+    let over: i64 = app
+        .count(
+            "select count(*) from gifts g where (select coalesce(sum(amount), 0) \
+             from refunds r where r.gift_id = g.id) > g.amount",
+        )
+        .await;
+    assert_eq!(over, 0, "no gift is refunded beyond its amount");
+    assert_eq!(
+        app.count("select coalesce(sum(amount), 0)::bigint from refunds")
+            .await,
+        48_000
+    );
+}
+
+#[sqlx::test]
+async fn a_malformed_event_is_refused_alone(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.seed().await;
+    let mut pledges = Vec::new();
+    for _ in 0..5 {
+        pledges.push(app.pledged("stream", 5000).await);
+    }
+    let mut bad = payment_event("payment.failed", &pledges[0], "", 5000);
+    bad["provider_txn_id"] = json!("");
+    let good = pledges[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| payment_event("payment.succeeded", p, &format!("txn_{i}"), 5000));
+    let good: Vec<Value> = good.collect();
+    let (bad_reply, good_replies) = tokio::join!(
+        app.webhook(&bad),
+        futures_util::future::join_all(good.iter().map(|e| app.webhook(e)))
+    );
+    assert_eq!(
+        (bad_reply.0, code(&bad_reply.1)),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    for (status, reply) in good_replies {
+        assert_eq!(
+            (status, reply["outcome"].clone()),
+            (StatusCode::OK, json!("gift"))
+        );
+    }
+}

@@ -13,6 +13,6 @@ pub use keys::{CampaignKeys, Keys};
 pub use scripts::{
     Applied, LOG_LENGTH, PledgeOutcome, PledgeWrite, SettledGift, SettledRefund, Snapshot,
     TopDonor, accept_pledge, board_key, donor_key, expire_due, gift_settled, pledge_failed,
-    publish_alert, refund_settled, snapshot,
+    publish_alert, raise_seq, refund_settled, snapshot,
 };
 pub use totals::{FIELDS, Totals, read_totals};

@@ -19,6 +19,7 @@ struct Scripts {
     gift: Script,
     refund: Script,
     snapshot: Script,
+    seq_floor: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -28,6 +29,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     gift: Script::new(include_str!("scripts/gift.lua")),
     refund: Script::new(include_str!("scripts/refund.lua")),
     snapshot: Script::new(include_str!("scripts/snapshot.lua")),
+    seq_floor: Script::new(include_str!("scripts/seq_floor.lua")),
 });
 
 /// A pledge to record, with the times and lifetimes the caller chose.
@@ -404,4 +406,19 @@ pub async fn snapshot<C: ConnectionLike>(
         replay,
         gap: gap == 1,
     })
+}
+
+/// Raises a stream's seq to at least `floor` (`seq_floor.lua`); returns the seq now.
+pub async fn raise_seq<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &CampaignKeys,
+    stream: &Slug,
+    floor: i64,
+) -> redis::RedisResult<i64> {
+    SCRIPTS
+        .seq_floor
+        .key(keys.stream_seq(stream))
+        .arg(floor)
+        .invoke_async(conn)
+        .await
 }

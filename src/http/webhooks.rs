@@ -52,6 +52,10 @@ async fn receive(
 ) -> Result<axum::Json<Receipt>, ApiError> {
     verify(&state, &headers, &body)?;
     let event: PaymentEvent = super::json::parse(&body)?;
+    event.check().map_err(|invalid| ApiError::BadRequest {
+        message: invalid.to_string(),
+        field: Some(invalid.field),
+    })?;
     let event_id = event.event_id.clone();
     let outcome = state
         .settler

@@ -20,7 +20,8 @@ pub async fn drift_of<C: ConnectionLike>(
     keys: &Keys,
     campaign: &Slug,
 ) -> Result<i64, RebuildError> {
-    let Some(ledger) = ledger_totals(db, campaign).await? else {
+    let mut conn = db.acquire().await?;
+    let Some(ledger) = ledger_totals(&mut conn, campaign).await? else {
         return Ok(0);
     };
     let k = keys.campaign(campaign);
@@ -50,6 +51,21 @@ pub async fn drift_of<C: ConnectionLike>(
     Ok(drift)
 }
 
+/// How much settlement the live counters have seen: gifts and refunds counted.
+async fn activity<C: ConnectionLike>(
+    redis: &mut C,
+    keys: &Keys,
+    campaign: &Slug,
+) -> redis::RedisResult<i64> {
+    let k = keys.campaign(campaign);
+    let (gifts, refunds): (i64, i64) = redis::pipe()
+        .scard(k.applied_gifts())
+        .scard(k.applied_refunds())
+        .query_async(redis)
+        .await?;
+    Ok(gifts + refunds)
+}
+
 /// Every `every`, compares each open campaign's live counters with the ledger, exports
 /// `livefund_counter_drift{campaign}`, and repairs a campaign that drifted on two checks
 /// in a row (one check may catch a gift between its commit and its live effect).
@@ -60,7 +76,8 @@ pub async fn run_drift_check<C: ConnectionLike + Clone + Send + 'static>(
     every: Duration,
     stop: CancellationToken,
 ) {
-    let mut drifted: HashMap<String, i64> = HashMap::new();
+    // Campaign → (drift, live activity) at the last check that saw drift.
+    let mut drifted: HashMap<String, (i64, i64)> = HashMap::new();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.reset();
@@ -86,6 +103,9 @@ pub async fn run_drift_check<C: ConnectionLike + Clone + Send + 'static>(
                 continue;
             };
             let mut conn = redis.clone();
+            let Ok(activity) = activity(&mut conn, &keys, &campaign).await else {
+                continue;
+            };
             match drift_of(&db, &mut conn, &keys, &campaign).await {
                 Ok(0) => {
                     drifted.remove(&slug);
@@ -94,7 +114,10 @@ pub async fn run_drift_check<C: ConnectionLike + Clone + Send + 'static>(
                 Ok(drift) => {
                     metrics::gauge!("livefund_counter_drift", "campaign" => slug.clone())
                         .set(drift as f64);
-                    if drifted.insert(slug.clone(), drift).is_some() {
+                    // Repaired only when the same drift stays with nothing settled in
+                    // between: a gift between its commit and its live effect is not drift,
+                    // and a repair must not race one.
+                    if drifted.insert(slug.clone(), (drift, activity)) == Some((drift, activity)) {
                         tracing::warn!(campaign = %slug, drift, "live counters drifted from the ledger; repairing");
                         if let Err(e) =
                             rebuild(&db, &mut conn, &keys, &campaign, Scope::Settled).await

@@ -57,13 +57,29 @@ const IN_FLIGHT: usize = 256;
 /// Applies the effects in order of the plan; returns how many failed.
 pub async fn apply(state: &AppState, effects: &Effects) -> usize {
     let mut failures = 0;
+    let mut seqs: HashMap<i64, u64> = HashMap::new();
+    let mut note = |stream_id: i64, done: Done| match done {
+        Ok(Some(seq)) => {
+            let high = seqs.entry(stream_id).or_default();
+            *high = (*high).max(seq);
+        }
+        Ok(None) => {}
+        Err(()) => failures += 1,
+    };
     for chunk in effects.gifts.chunks(IN_FLIGHT) {
         let runs = chunk.iter().map(|g| gift(state, effects, g));
-        failures += join_all(runs).await.into_iter().filter(|ok| !ok).count();
+        for (g, done) in chunk.iter().zip(join_all(runs).await) {
+            note(g.pledge.stream_id, done);
+        }
     }
     for chunk in effects.refunds.chunks(IN_FLIGHT) {
         let runs = chunk.iter().map(|r| refund(state, effects, r));
-        failures += join_all(runs).await.into_iter().filter(|ok| !ok).count();
+        for (r, done) in chunk.iter().zip(join_all(runs).await) {
+            note(r.gift.stream_id, done);
+        }
+    }
+    if let Err(e) = record_seqs(state, &seqs).await {
+        tracing::warn!(error = %e, "could not record the streams' seqs");
     }
     for p in &effects.failed {
         failures += usize::from(!failed(state, effects, p).await);
@@ -88,10 +104,8 @@ fn slugs(effects: &Effects, stream_id: i64) -> Option<(&StreamMeta, Slug, Slug)>
     Some((meta, stream, campaign))
 }
 
-async fn gift(state: &AppState, effects: &Effects, g: &NewGift) -> bool {
-    let Some((meta, stream, campaign)) = slugs(effects, g.pledge.stream_id) else {
-        return false;
-    };
+async fn gift(state: &AppState, effects: &Effects, g: &NewGift) -> Done {
+    let (meta, stream, campaign) = slugs(effects, g.pledge.stream_id).ok_or(())?;
     let keys = state.keys.campaign(&campaign);
     let (gift_id, pledge_id) = (g.id.to_string(), g.pledge.id.to_string());
     let public_name = if g.pledge.anonymous {
@@ -115,26 +129,61 @@ async fn gift(state: &AppState, effects: &Effects, g: &NewGift) -> bool {
         stream_goal: meta.goal.map(Money::from_stored),
     };
     let mut redis = state.redis.clone();
-    match counters::gift_settled(&mut redis, &keys, &settled).await {
-        Ok(Applied::NotBuilt) => rebuilt(state, &campaign).await,
-        Ok(_) => true,
-        Err(_) => false,
+    let mut applied = counters::gift_settled(&mut redis, &keys, &settled)
+        .await
+        .map_err(drop)?;
+    if applied == Applied::NotBuilt {
+        // Counted by the rebuild if it read this gift's commit; if not, counted now,
+        // and either way its alert is not lost.
+        rebuilt(state, &campaign).await?;
+        applied = counters::gift_settled(&mut redis, &keys, &settled)
+            .await
+            .map_err(drop)?;
+    }
+    Ok(seq_of(applied))
+}
+
+/// What one live effect came to: counted (with its event's seq), nothing new, or failed.
+type Done = Result<Option<u64>, ()>;
+
+fn seq_of(applied: Applied) -> Option<u64> {
+    match applied {
+        Applied::Counted(seq) => Some(seq),
+        Applied::AlreadyCounted | Applied::NotBuilt => None,
     }
 }
 
-/// The counters were lost: rebuilding them from the ledger (which already holds this
-/// batch) counts what the script could not.
-async fn rebuilt(state: &AppState, campaign: &Slug) -> bool {
+/// The counters were lost: they are rebuilt from the ledger, which holds this batch.
+async fn rebuilt(state: &AppState, campaign: &Slug) -> Result<(), ()> {
     let mut redis = state.redis.clone();
     super::ensure_built(&state.db, &mut redis, &state.keys, campaign)
         .await
-        .is_ok()
+        .map_err(drop)
 }
 
-async fn refund(state: &AppState, effects: &Effects, r: &NewRefund) -> bool {
-    let Some((_, stream, campaign)) = slugs(effects, r.gift.stream_id) else {
-        return false;
-    };
+/// Records each stream's highest seq, so a stream whose seq Redis loses starts above it.
+async fn record_seqs(state: &AppState, seqs: &HashMap<i64, u64>) -> sqlx::Result<()> {
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    let (ids, values): (Vec<i64>, Vec<i64>) = seqs
+        .iter()
+        .map(|(id, seq)| (*id, i64::try_from(*seq).unwrap_or(i64::MAX)))
+        .unzip();
+    sqlx::query(
+        r#"insert into stream_seqs (stream_id, seq)
+           select * from unnest($1::bigint[], $2::bigint[])
+           on conflict (stream_id) do update set seq = greatest(stream_seqs.seq, excluded.seq)"#,
+    )
+    .bind(&ids)
+    .bind(&values)
+    .execute(&state.db)
+    .await?;
+    Ok(())
+}
+
+async fn refund(state: &AppState, effects: &Effects, r: &NewRefund) -> Done {
+    let (_, stream, campaign) = slugs(effects, r.gift.stream_id).ok_or(())?;
     let keys = state.keys.campaign(&campaign);
     let (refund_id, gift_id, pledge_id) = (
         r.id.to_string(),
@@ -158,11 +207,16 @@ async fn refund(state: &AppState, effects: &Effects, r: &NewRefund) -> bool {
         fully_refunded: r.fully,
     };
     let mut redis = state.redis.clone();
-    match counters::refund_settled(&mut redis, &keys, &settled).await {
-        Ok(Applied::NotBuilt) => rebuilt(state, &campaign).await,
-        Ok(_) => true,
-        Err(_) => false,
+    let mut applied = counters::refund_settled(&mut redis, &keys, &settled)
+        .await
+        .map_err(drop)?;
+    if applied == Applied::NotBuilt {
+        rebuilt(state, &campaign).await?;
+        applied = counters::refund_settled(&mut redis, &keys, &settled)
+            .await
+            .map_err(drop)?;
     }
+    Ok(seq_of(applied))
 }
 
 async fn failed(state: &AppState, effects: &Effects, p: &PledgeFacts) -> bool {

@@ -56,6 +56,19 @@ pub async fn pledges(
     Ok(rows.into_iter().map(PledgeFacts::from).collect())
 }
 
+/// Locks the pledges' rows until the transaction ends, in id order so that concurrent
+/// batches cannot deadlock on them.
+pub async fn lock_pledges(tx: &mut Transaction<'_, Postgres>, ids: &[Uuid]) -> sqlx::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(r#"select id from pledges where id = any($1) order by id for update"#)
+        .bind(ids)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 #[derive(sqlx::FromRow)]
 struct GiftRow {
     id: Uuid,

@@ -2,13 +2,14 @@
 //! gateway that finds a campaign's counters missing) and when the drift check repairs.
 
 use redis::aio::ConnectionLike;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use std::time::Duration;
 
 use super::sums::{LedgerCounters, LedgerTotals, ledger_totals};
-use crate::counters::{CampaignKeys, Keys, board_key};
+use crate::counters::{self, CampaignKeys, Keys, board_key};
 use crate::domain::Slug;
+use crate::pledges::PLEDGE_KEEP_SECS;
 
 #[derive(sqlx::FromRow)]
 struct BoardRow {
@@ -79,7 +80,12 @@ pub async fn rebuild<C: ConnectionLike>(
     scope: Scope,
 ) -> Result<LedgerTotals, RebuildError> {
     let everything = scope == Scope::Everything;
-    let totals = ledger_totals(db, campaign)
+    // One consistent snapshot of the ledger for every read below.
+    let mut snapshot = db.begin().await?;
+    sqlx::query("set transaction isolation level repeatable read, read only")
+        .execute(&mut *snapshot)
+        .await?;
+    let totals = ledger_totals(&mut snapshot, campaign)
         .await?
         .ok_or_else(|| RebuildError::UnknownCampaign(campaign.to_string()))?;
     let k = keys.campaign(campaign);
@@ -92,7 +98,7 @@ pub async fn rebuild<C: ConnectionLike>(
            where g.campaign_id = $1 order by g.settled_at"#,
     )
     .bind(id)
-    .fetch_all(db)
+    .fetch_all(&mut *snapshot)
     .await?;
     let donors: Vec<(String, String)> = sqlx::query_as(
         r#"select s.slug::text, coalesce('d:' || p.donor_ref, 'p:' || p.id::text)
@@ -103,17 +109,17 @@ pub async fn rebuild<C: ConnectionLike>(
            from gifts g join streams s on s.id = g.stream_id where g.campaign_id = $1"#,
     )
     .bind(id)
-    .fetch_all(db)
+    .fetch_all(&mut *snapshot)
     .await?;
     let applied_gifts: Vec<String> =
         sqlx::query_scalar(r#"select id::text from gifts where campaign_id = $1"#)
             .bind(id)
-            .fetch_all(db)
+            .fetch_all(&mut *snapshot)
             .await?;
     let applied_refunds: Vec<String> =
         sqlx::query_scalar(r#"select id::text from refunds where campaign_id = $1"#)
             .bind(id)
-            .fetch_all(db)
+            .fetch_all(&mut *snapshot)
             .await?;
     let pending: Vec<PendingRow> = sqlx::query_as(
         r#"select p.id::text as id, s.slug::text as stream, p.amount::bigint as amount,
@@ -125,7 +131,7 @@ pub async fn rebuild<C: ConnectionLike>(
            where p.campaign_id = $1 and p.status = 'pending'"#,
     )
     .bind(id)
-    .fetch_all(db)
+    .fetch_all(&mut *snapshot)
     .await?;
 
     let mut pipe = redis::pipe();
@@ -249,15 +255,65 @@ pub async fn rebuild<C: ConnectionLike>(
             ],
         )
         .ignore();
-        pipe.zadd(k.pending(), &p.id, p.expires_ms).ignore();
-        pipe.set(keys.pledge_index(&p.id), campaign.as_str())
+        pipe.expire(k.pledge(&p.id), PLEDGE_KEEP_SECS as i64)
             .ignore();
+        pipe.zadd(k.pending(), &p.id, p.expires_ms).ignore();
+        pipe.set_ex(
+            keys.pledge_index(&p.id),
+            campaign.as_str(),
+            PLEDGE_KEEP_SECS,
+        )
+        .ignore();
     }
     pipe.set(k.built(), 1).ignore();
     pipe.query_async::<()>(redis).await?;
+    if everything {
+        seed_seqs(&mut snapshot, redis, &k, totals.campaign_id).await?;
+        // Pending pledges are swept again (the index of campaigns to sweep is outside
+        // this campaign's slot, so it is not in the atomic step above).
+        let _: () = redis::cmd("SADD")
+            .arg(keys.pending_campaigns())
+            .arg(campaign.as_str())
+            .query_async(redis)
+            .await?;
+    }
+    snapshot.commit().await?;
     pipe_publish_totals(redis, &k, &stream_slugs).await?;
     tracing::info!(campaign = %campaign, gifts = applied_gifts.len(), "live counters rebuilt from the ledger");
     Ok(totals)
+}
+
+/// How far above its recorded high-water mark a stream's seq starts again after Redis
+/// lost it: past any event emitted but not yet recorded (milestones, the last batch).
+const SEQ_JUMP: i64 = 1000;
+
+/// Starts each stream's seq above what it ever reached (never lowering a seq that
+/// survived), so seq keeps increasing and clients resuming from an old seq see a gap.
+async fn seed_seqs<C: ConnectionLike>(
+    db: &mut PgConnection,
+    redis: &mut C,
+    k: &CampaignKeys,
+    campaign_id: i64,
+) -> Result<(), RebuildError> {
+    let floors: Vec<(String, i64)> = sqlx::query_as(
+        r#"select s.slug::text,
+                  greatest(coalesce(q.seq, 0),
+                           (select count(*) from gifts g where g.stream_id = s.id)
+                           + (select count(*) from refunds r join gifts g on g.id = r.gift_id
+                              where g.stream_id = s.id))::bigint
+           from streams s left join stream_seqs q on q.stream_id = s.id
+           where s.campaign_id = $1"#,
+    )
+    .bind(campaign_id)
+    .fetch_all(&mut *db)
+    .await?;
+    for (slug, floor) in floors {
+        let Ok(stream) = Slug::parse("stream", &slug) else {
+            continue;
+        };
+        counters::raise_seq(redis, k, &stream, floor + SEQ_JUMP).await?;
+    }
+    Ok(())
 }
 
 /// Tells every gateway the totals changed, so sockets see the rebuilt numbers.

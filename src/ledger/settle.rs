@@ -119,11 +119,16 @@ async fn settle_in(
             .into_iter()
             .filter(|id| !known.pledges.contains_key(id))
             .collect();
-        let live = live_pledges(state, &missing).await;
+        let live = live_pledges(state, &missing).await?;
         write::pledges(tx, &live).await?;
         for p in live {
             known.pledges.insert(p.id, p);
         }
+        // Events on the same pledge settle one transaction at a time, on every gateway:
+        // what the rest of the batch reads (gifts, refunds so far, parked refunds) is then
+        // what the previous holder committed.
+        let locked: Vec<Uuid> = known.pledges.keys().copied().collect();
+        load::lock_pledges(tx, &locked).await?;
         load::rest(tx, &fresh, &mut known).await?;
     }
     let planned = plan::plan(&fresh, &mut known);
@@ -143,16 +148,19 @@ async fn settle_in(
 }
 
 /// Pledges not yet written behind, read from the live store (they are written now).
-async fn live_pledges(state: &AppState, ids: &[Uuid]) -> Vec<PledgeFacts> {
+/// A failure to read is not "no such pledge": it fails the batch, so the provider
+/// delivers again rather than the payment becoming an exception.
+async fn live_pledges(state: &AppState, ids: &[Uuid]) -> Result<Vec<PledgeFacts>, Failure> {
     let mut found = Vec::new();
     for id in ids {
-        let Ok(Some(status)) = crate::pledges::find_live(state, id).await else {
-            continue;
-        };
+        let status = crate::pledges::find_live(state, id).await.map_err(|e| {
+            Failure::Database(sqlx::Error::Protocol(format!("the live store: {e}")))
+        })?;
+        let Some(status) = status else { continue };
         let Ok(slug) = Slug::parse("stream", &status.stream) else {
             continue;
         };
-        let Ok(Some(stream)) = state.catalog.stream(&slug).await else {
+        let Some(stream) = state.catalog.stream(&slug).await? else {
             continue;
         };
         found.push(PledgeFacts {
@@ -168,7 +176,7 @@ async fn live_pledges(state: &AppState, ids: &[Uuid]) -> Vec<PledgeFacts> {
             donor_ref: status.donor_ref,
         });
     }
-    found
+    Ok(found)
 }
 
 /// The slugs and goals of the streams (and their campaigns) the plan's effects touch.

@@ -81,12 +81,28 @@ pub async fn run_settler(state: AppState, queue: SettlerQueue, stop: Cancellatio
                 for (job, outcome) in jobs.drain(..).zip(settled.outcomes) {
                     let _ = job.reply.send(Ok(outcome));
                 }
-                if !settled.effects.is_empty() && effects_tx.send(settled.effects).await.is_err() {
-                    tracing::error!("the live effects task has stopped");
+                forward(&effects_tx, settled.effects).await;
+            }
+            Err(e) if jobs.len() > 1 => {
+                // One event may be what fails the batch: settle each on its own, so the
+                // others are not held hostage by it.
+                tracing::warn!(error = %e, events = jobs.len(), "settlement batch failed; settling its events one by one");
+                for job in jobs.drain(..) {
+                    match settle_batch(&state, std::slice::from_ref(&job.event)).await {
+                        Ok(mut settled) => {
+                            let outcome = settled.outcomes.pop().ok_or(Unavailable);
+                            let _ = job.reply.send(outcome);
+                            forward(&effects_tx, settled.effects).await;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, event = %job.event.event_id, "settlement failed; nothing acknowledged");
+                            let _ = job.reply.send(Err(Unavailable));
+                        }
+                    }
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, events = jobs.len(), "settlement batch failed; nothing acknowledged");
+                tracing::error!(error = %e, "settlement failed; nothing acknowledged");
                 for job in jobs.drain(..) {
                     let _ = job.reply.send(Err(Unavailable));
                 }
@@ -95,6 +111,12 @@ pub async fn run_settler(state: AppState, queue: SettlerQueue, stop: Cancellatio
     }
     drop(effects_tx);
     let _ = applier.await;
+}
+
+async fn forward(effects_tx: &mpsc::Sender<Effects>, effects: Effects) {
+    if !effects.is_empty() && effects_tx.send(effects).await.is_err() {
+        tracing::error!("the live effects task has stopped");
+    }
 }
 
 async fn run_effects(state: AppState, mut rx: mpsc::Receiver<Effects>) {

@@ -1,7 +1,7 @@
 //! The ledger's own sums of a campaign, per stream and in all: what the live counters
 //! must equal.
 
-use sqlx::PgPool;
+use sqlx::PgConnection;
 
 use crate::counters::FIELDS;
 use crate::domain::Slug;
@@ -65,12 +65,15 @@ pub struct LedgerTotals {
 }
 
 /// Sums the ledger of `campaign`; `None` when there is no such campaign.
-pub async fn ledger_totals(db: &PgPool, campaign: &Slug) -> sqlx::Result<Option<LedgerTotals>> {
+pub async fn ledger_totals(
+    db: &mut PgConnection,
+    campaign: &Slug,
+) -> sqlx::Result<Option<LedgerTotals>> {
     let Some((campaign_id, goal)) = sqlx::query_as::<_, (i64, i64)>(
         r#"select id, goal::bigint from campaigns where slug = $1"#,
     )
     .bind(campaign.as_str())
-    .fetch_optional(db)
+    .fetch_optional(&mut *db)
     .await?
     else {
         return Ok(None);
@@ -91,7 +94,7 @@ pub async fn ledger_totals(db: &PgPool, campaign: &Slug) -> sqlx::Result<Option<
            from streams s where s.campaign_id = $1 order by s.id"#,
     )
     .bind(campaign_id)
-    .fetch_all(db)
+    .fetch_all(&mut *db)
     .await?;
     let mut total = LedgerCounters::default();
     let streams = rows

@@ -301,10 +301,6 @@ async fn exceptions(tx: &mut Transaction<'_, Postgres>, plan: &Plan) -> sqlx::Re
         .bind(&plan.resolved)
         .execute(&mut **tx)
         .await?;
-        sqlx::query(r#"update payment_events set outcome = 'refund' where event_id = any($1)"#)
-            .bind(&plan.resolved)
-            .execute(&mut **tx)
-            .await?;
     }
     Ok(())
 }
@@ -353,5 +349,12 @@ async fn outcomes(
     .bind(&words)
     .execute(&mut **tx)
     .await?;
+    // Parked refunds applied now (this batch's or earlier ones) are refunds after all.
+    if !plan.resolved.is_empty() {
+        sqlx::query(r#"update payment_events set outcome = 'refund' where event_id = any($1)"#)
+            .bind(&plan.resolved)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }

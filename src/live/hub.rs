@@ -22,7 +22,8 @@ pub struct Frame {
 pub struct StreamHub {
     pub info: Arc<StreamInfo>,
     tx: broadcast::Sender<Frame>,
-    /// The newest event seq passed to the sockets, so nothing is passed twice.
+    /// The newest event seq passed to the sockets: the seq of totals frames, and where a
+    /// replay after a lost subscription starts.
     last_seq: AtomicU64,
     sockets: AtomicUsize,
     /// The last totals frame sent, so an unchanged one is not sent again.
@@ -34,14 +35,22 @@ impl StreamHub {
         self.last_seq.load(Ordering::Acquire)
     }
 
-    /// Passes an event on unless a frame with this seq or a later one already went.
+    /// Passes an event on. Each socket skips what it already sent (a replay after a lost
+    /// subscription may repeat events), so nothing is dropped here.
     pub fn publish_event(&self, seq: u64, text: Utf8Bytes) {
-        if self.last_seq.fetch_max(seq, Ordering::AcqRel) < seq {
-            let _ = self.tx.send(Frame {
-                seq: Some(seq),
-                text,
-            });
-        }
+        self.last_seq.fetch_max(seq, Ordering::AcqRel);
+        let _ = self.tx.send(Frame {
+            seq: Some(seq),
+            text,
+        });
+    }
+
+    /// Starts a new hub's seq at the stream's seq read by its first socket's snapshot,
+    /// so its totals frames carry the stream's latest seq from the start.
+    pub fn seed_seq(&self, seq: u64) {
+        let _ = self
+            .last_seq
+            .compare_exchange(0, seq, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// Passes on a frame that is never replayed (totals, test alerts).
@@ -200,9 +209,12 @@ impl Live {
         let Some(entry) = campaigns.get_mut(campaign) else {
             return;
         };
-        // A socket may have joined again between the count reaching zero and the lock.
-        if hub.sockets.load(Ordering::Acquire) == 0 {
-            entry.streams.remove(hub.info.slug.as_str());
+        // A socket may have joined again between the count reaching zero and the lock,
+        // and the hub under this slug may be a newer one: remove only this one, idle.
+        let slug = hub.info.slug.as_str();
+        let this_one = entry.streams.get(slug).is_some_and(|h| Arc::ptr_eq(h, hub));
+        if this_one && hub.sockets.load(Ordering::Acquire) == 0 {
+            entry.streams.remove(slug);
         }
         if entry.streams.is_empty() {
             let channel = entry.info.keys.channel();

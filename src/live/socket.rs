@@ -143,6 +143,7 @@ async fn serve(socket: &mut WebSocket, p: &SocketParams) -> Option<(u16, &'stati
         send(socket, frame.into(), send_timeout, m).await.ok()?;
     }
     let mut last_sent = snap.seq;
+    membership.hub.seed_seq(snap.seq);
 
     let mut ping = tokio::time::interval(Duration::from_secs(limits.ws_ping_secs.max(1)));
     ping.reset();

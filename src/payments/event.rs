@@ -24,6 +24,9 @@ impl EventKind {
     }
 }
 
+/// The longest id the ledger keeps (event ids and provider transaction ids).
+pub const MAX_ID: usize = 200;
+
 /// One webhook delivery's body. Fields the contract does not name are ignored, so a
 /// provider may add its own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -43,4 +46,25 @@ pub struct PaymentEvent {
     /// A provider's test mode: an alert marked test, no total and no ledger row changed.
     #[serde(default)]
     pub test: bool,
+}
+
+impl PaymentEvent {
+    /// Checks what the ledger needs of any event, whatever its kind: ids of 1 to
+    /// [`MAX_ID`] characters. The rest (amounts, currencies, pledges) is judged by
+    /// settlement, which records a bad one as an exception.
+    pub fn check(&self) -> Result<(), crate::domain::Invalid> {
+        for (field, value) in [
+            ("event_id", &self.event_id),
+            ("provider_txn_id", &self.provider_txn_id),
+        ] {
+            let len = value.chars().count();
+            if len == 0 || len > MAX_ID {
+                return Err(crate::domain::Invalid::new(
+                    field,
+                    format!("must be 1 to {MAX_ID} characters"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }

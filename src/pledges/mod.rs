@@ -307,30 +307,35 @@ pub async fn pledge(
         }
     };
     let expires_at = at_ms(expires_ms);
+    // The first pledge's id: a replay answers with it, not with this call's new one.
+    let pledge_id: uuid::Uuid = pledge_id_text.parse().unwrap_or(pledge_id);
+    // Index, sweep registration and write-behind are idempotent, and are done again on
+    // a replay: a retry then repairs what a failure right after the script left undone.
+    let index: redis::RedisResult<()> = redis::AsyncCommands::set_ex(
+        &mut redis,
+        state.keys.pledge_index(&pledge_id_text),
+        campaign.slug.as_str(),
+        write.pledge_ttl_secs,
+    )
+    .await;
+    index?;
+    state
+        .expiry_index
+        .register(&state.redis, &state.keys, campaign)
+        .await;
     if !replay {
         metrics::counter!("livefund_pledges_accepted_total").increment(1);
-        let index: redis::RedisResult<()> = redis::AsyncCommands::set_ex(
-            &mut redis,
-            state.keys.pledge_index(&pledge_id_text),
-            campaign.slug.as_str(),
-            write.pledge_ttl_secs,
-        )
-        .await;
-        index?;
-        state
-            .expiry_index
-            .register(&state.redis, &state.keys, campaign)
-            .await;
         autopay(state, pledge_id);
-        state.write_behind.send(PledgeChange::Created(PledgeRow {
-            id: pledge_id,
-            campaign_id: campaign.id,
-            stream_id: stream.id,
-            pledge,
-            created_at: now,
-            expires_at,
-        }));
     }
+    let ttl = chrono::Duration::milliseconds(ttl_ms);
+    state.write_behind.send(PledgeChange::Created(PledgeRow {
+        id: pledge_id,
+        campaign_id: campaign.id,
+        stream_id: stream.id,
+        pledge,
+        created_at: if replay { expires_at - ttl } else { now },
+        expires_at,
+    }));
     Ok(Accepted {
         checkout_url: format!("{}/{}", state.config.checkout_url, pledge_id_text),
         pledge_id: pledge_id_text,
