@@ -13,11 +13,11 @@ use crate::{
 
 /// `livefund serve`: runs pending migrations, then serves until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let db = connect_postgres(args.database_url.expose()).context("DATABASE_URL")?;
+    let db = connect_postgres(args.backends.database_url.expose()).context("DATABASE_URL")?;
     run_migrations(&db)
         .await
         .context("running the database migrations")?;
-    let redis = connect_redis(args.redis_url.expose()).context("REDIS_URL")?;
+    let redis = connect_redis(args.backends.redis_url.expose()).context("REDIS_URL")?;
     let listener = TcpListener::bind(args.settings.listen)
         .await
         .with_context(|| format!("binding {}", args.settings.listen))?;
@@ -43,8 +43,8 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
 
 /// `livefund rebuild-counters`: recomputes the live counters from the ledger.
 pub async fn rebuild_counters(args: RebuildArgs) -> anyhow::Result<()> {
-    let db = connect_postgres(args.database_url.expose()).context("DATABASE_URL")?;
-    let client = connect_redis(args.redis_url.expose()).context("REDIS_URL")?;
+    let db = connect_postgres(args.backends.database_url.expose()).context("DATABASE_URL")?;
+    let client = connect_redis(args.backends.redis_url.expose()).context("REDIS_URL")?;
     let mut redis = client
         .get_multiplexed_async_connection()
         .await

@@ -89,14 +89,7 @@ async fn a_socket_gets_a_snapshot_then_its_pledges_and_totals(db: PgPool) {
 async fn two_gateways_show_the_same_events_and_totals(db: PgPool) {
     let a = TestApp::spawn(db.clone()).await;
     a.seed().await;
-    let b = TestApp::spawn_with(
-        db,
-        Options {
-            prefix: a.prefix.clone(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let b = a.another_gateway(db).await;
     let mut on_a = Client::connect(&a.ws_url("stream", None)).await;
     let mut on_b = Client::connect(&b.ws_url("stream", None)).await;
     on_a.next_of("snapshot").await;

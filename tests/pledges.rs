@@ -216,14 +216,7 @@ async fn the_same_key_gives_the_same_pledge_and_another_body_a_conflict(db: PgPo
     let app = TestApp::spawn(db.clone()).await;
     app.seed().await;
     // A second gateway on the same PostgreSQL and Redis (same prefix): one cluster.
-    let other = TestApp::spawn_with(
-        db,
-        Options {
-            prefix: app.prefix.clone(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let other = app.another_gateway(db).await;
     let body = pledge_body("stream", 5000);
     let (status, first) = app.pledge(&body).await;
     assert_eq!(status, StatusCode::CREATED);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Options, TestApp, code, payment_event};
+use common::{Options, TestApp, code, eventually, payment_event};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -117,18 +117,11 @@ async fn the_same_confirmation_five_times_makes_one_gift(db: PgPool) {
 }
 
 async fn wait_for_confirmed(app: &TestApp, confirmed: i64) -> (Value, Value) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let totals = app.totals("stream").await;
-        if totals.0["confirmed"] == confirmed {
-            return totals;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "confirmed never reached {confirmed}: {totals:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually("the confirmed total", || async {
+        app.totals("stream").await.0["confirmed"] == confirmed
+    })
+    .await;
+    app.totals("stream").await
 }
 
 #[sqlx::test]
@@ -266,14 +259,7 @@ async fn shuffled_events_leave_the_same_ledger_as_in_order(db: PgPool) {
 async fn matching_stops_exactly_at_the_cap_under_concurrent_confirmations(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     // A second gateway settles concurrently on the same database.
-    let other = TestApp::spawn_with(
-        db,
-        Options {
-            prefix: app.prefix.clone(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let other = app.another_gateway(db).await;
     app.create_fund("fund").await;
     let mut campaign = common::campaign_body("campaign", "fund");
     campaign["matching"] = json!({"sponsor": "暖阳科技", "ratio_percent": 100, "cap": 10_000});
@@ -340,14 +326,7 @@ async fn without_postgresql_the_webhook_answers_503_and_nothing_changes(db: PgPo
             .expect("port")
     ))
     .expect("lazy pool");
-    let down = TestApp::spawn_with(
-        unreachable,
-        Options {
-            prefix: app.prefix.clone(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let down = app.another_gateway(unreachable).await;
     let before = app.totals("stream").await;
     let (status, reply) = down
         .webhook(&payment_event("payment.succeeded", &pledge, "txn_1", 5000))
@@ -387,14 +366,7 @@ async fn malformed_events_with_good_signatures_are_400(db: PgPool) {
 #[sqlx::test]
 async fn concurrent_partial_refunds_on_two_gateways_never_exceed_the_gift(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
-    let other = TestApp::spawn_with(
-        db,
-        Options {
-            prefix: app.prefix.clone(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let other = app.another_gateway(db).await;
     // No sponsor: the matching pool's lock would serialize the refunds by itself.
     app.create_fund("fund").await;
     let mut campaign = common::campaign_body("campaign", "fund");

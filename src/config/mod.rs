@@ -36,14 +36,21 @@ pub enum Command {
     Demo(DemoArgs),
 }
 
+/// The two backends a gateway needs.
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub struct Backends {
     /// PostgreSQL, the fund database (source of truth).
     #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Secret,
     /// Redis, the live counters and fan-out.
     #[arg(long = "redis-url", env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Secret,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub backends: Backends,
     /// HMAC secret shared with the payment provider; several, comma-separated, during rotation.
     #[arg(
         long = "livefund-webhook-secret",
@@ -65,12 +72,8 @@ pub struct MigrateArgs {
 
 #[derive(Debug, Args)]
 pub struct RebuildArgs {
-    /// PostgreSQL, the fund database (source of truth).
-    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Secret,
-    /// Redis, the live counters.
-    #[arg(long = "redis-url", env = "REDIS_URL", hide_env_values = true)]
-    pub redis_url: Secret,
+    #[command(flatten)]
+    pub backends: Backends,
     /// Prefix of every Redis key.
     #[arg(
         long = "livefund-redis-prefix",

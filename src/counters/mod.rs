@@ -7,12 +7,14 @@
 
 mod keys;
 mod scripts;
+mod snapshot;
 mod totals;
 
 pub use keys::{CampaignKeys, Keys};
 pub use scripts::{
-    Applied, LOG_LENGTH, PledgeOutcome, PledgeWrite, SettledGift, SettledRefund, Snapshot,
-    TopDonor, accept_pledge, board_key, donor_key, expire_due, gift_settled, pledge_failed,
-    publish_alert, raise_seq, refund_settled, snapshot,
+    Applied, LOG_LENGTH, PledgeOutcome, PledgeWrite, SettledGift, SettledRefund, accept_pledge,
+    board_key, donor_key, expire_due, gift_settled, pledge_failed, publish_alert, raise_seq,
+    refund_settled,
 };
+pub use snapshot::{Snapshot, TopDonor, snapshot};
 pub use totals::{FIELDS, Totals, read_totals};

@@ -1,28 +1,27 @@
 //! Typed wrappers of the Lua scripts, one per live state change. Each script is loaded
 //! once (by SHA, re-sent only when Redis lost it) and validates before it writes.
 
+use redis::Script;
 use redis::aio::ConnectionLike;
-use redis::{FromRedisValue, Script};
 use std::sync::LazyLock;
 
 use super::CampaignKeys;
-use super::totals::{Counters, Totals};
 use crate::domain::{Money, Pledge, Slug};
 
 /// How many events each stream's log keeps for replay.
 pub const LOG_LENGTH: u32 = 1000;
 
-struct Scripts {
+pub(super) struct Scripts {
     pledge: Script,
     expire: Script,
     pledge_failed: Script,
     gift: Script,
     refund: Script,
-    snapshot: Script,
+    pub(super) snapshot: Script,
     seq_floor: Script,
 }
 
-static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     pledge: Script::new(include_str!("scripts/pledge.lua")),
     expire: Script::new(include_str!("scripts/expire.lua")),
     pledge_failed: Script::new(include_str!("scripts/pledge_failed.lua")),
@@ -328,84 +327,6 @@ pub async fn refund_settled<C: ConnectionLike>(
         .invoke_async(conn)
         .await?;
     Ok(Applied::from_reply(reply))
-}
-
-/// A top donor: the name shown (`None` for anonymous) and the net amount.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopDonor {
-    pub donor: Option<String>,
-    pub amount: Money,
-}
-
-/// What a socket needs when it opens (`snapshot.lua`).
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub campaign: Totals,
-    pub stream: Totals,
-    pub seq: u64,
-    /// Recent gift frames as stored, newest first.
-    pub recent: Vec<String>,
-    pub top: Vec<TopDonor>,
-    /// Event frames after `since`, oldest first.
-    pub replay: Vec<String>,
-    /// The log no longer reaches back to `since`.
-    pub gap: bool,
-}
-
-type RawSnapshot = (
-    Vec<Option<i64>>,
-    i64,
-    Vec<Option<i64>>,
-    i64,
-    u64,
-    Vec<String>,
-    Vec<(String, i64, String)>,
-    Vec<String>,
-    i64,
-);
-
-/// Reads a stream's snapshot atomically; with `since`, also the events after it.
-pub async fn snapshot<C: ConnectionLike>(
-    conn: &mut C,
-    keys: &CampaignKeys,
-    stream: &Slug,
-    goals: (Money, Option<Money>),
-    since: Option<u64>,
-    recent: usize,
-    top: usize,
-) -> redis::RedisResult<Snapshot> {
-    let value: redis::Value = SCRIPTS
-        .snapshot
-        .key(keys.totals())
-        .key(keys.donors())
-        .key(keys.stream_totals(stream))
-        .key(keys.stream_donors(stream))
-        .key(keys.stream_seq(stream))
-        .key(keys.stream_log(stream))
-        .key(keys.stream_top(stream))
-        .key(keys.names())
-        .arg(since.map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX)))
-        .arg(recent)
-        .arg(top)
-        .invoke_async(conn)
-        .await?;
-    let (campaign, campaign_donors, stream_counters, stream_donors, seq, recent, top, replay, gap) =
-        RawSnapshot::from_redis_value(value)?;
-    Ok(Snapshot {
-        campaign: Counters::from_slice(&campaign).into_totals(Some(goals.0), campaign_donors),
-        stream: Counters::from_slice(&stream_counters).into_totals(goals.1, stream_donors),
-        seq,
-        recent,
-        top: top
-            .into_iter()
-            .map(|(_, amount, name)| TopDonor {
-                donor: (!name.is_empty()).then_some(name),
-                amount: Money::from_stored(amount),
-            })
-            .collect(),
-        replay,
-        gap: gap == 1,
-    })
 }
 
 /// Raises a stream's seq to at least `floor` (`seq_floor.lua`); returns the seq now.

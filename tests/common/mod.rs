@@ -122,6 +122,16 @@ impl TestApp {
         }
     }
 
+    /// Another gateway of the same cluster: the same Redis prefix, over `db` (the same
+    /// database, or one that is down).
+    pub async fn another_gateway(&self, db: PgPool) -> TestApp {
+        let options = Options {
+            prefix: self.prefix.clone(),
+            ..Options::default()
+        };
+        TestApp::spawn_with(db, options).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
