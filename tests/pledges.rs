@@ -244,6 +244,13 @@ async fn the_same_key_gives_the_same_pledge_and_another_body_a_conflict(db: PgPo
         5000,
         "counted once"
     );
+    // Written behind once, though each retry queued it again.
+    eventually("the pledge row", || async { pledge_rows(&app).await == 1 }).await;
+    let status: String = sqlx::query_scalar("select status from pledges")
+        .fetch_one(&app.db)
+        .await
+        .expect("row");
+    assert_eq!(status, "pending");
 }
 
 #[sqlx::test]

@@ -126,8 +126,18 @@ pub async fn write(db: &PgPool, batch: &[PledgeChange]) -> sqlx::Result<()> {
     let mut rows = Rows::default();
     let mut status_ids = Vec::new();
     let mut statuses = Vec::new();
-    for change in batch {
+    // Rows are written in id order, the order settlement locks pledges in, so the two
+    // never wait on each other in a cycle.
+    let mut ordered: Vec<&PledgeChange> = batch.iter().collect();
+    ordered.sort_by_key(|change| match change {
+        PledgeChange::Created(row) => row.id,
+        PledgeChange::Status { id, .. } => *id,
+    });
+    let mut seen = std::collections::HashSet::new();
+    for change in ordered {
         match change {
+            // A retried pledge may be queued twice; one upsert may touch a row only once.
+            PledgeChange::Created(row) if !seen.insert(row.id) => {}
             PledgeChange::Created(row) => rows.push(row),
             PledgeChange::Status { id, status } => {
                 status_ids.push(*id);
