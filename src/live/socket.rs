@@ -24,6 +24,9 @@ const TOP: usize = 10;
 /// Over-limit messages a client may send, once told, before it is closed.
 const STRIKES: u32 = 5;
 
+/// How long a new socket waits for its stream's subscription.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Close codes (RFC 6455).
 const GOING_AWAY: u16 = 1001;
 const POLICY: u16 = 1008;
@@ -87,10 +90,17 @@ async fn serve(socket: &mut WebSocket, p: &SocketParams) -> Option<(u16, &'stati
     let limits = &p.state.config.limits;
     let m = &p.live.metrics;
     let send_timeout = Duration::from_millis(limits.ws_send_timeout_ms);
-    let mut membership = match p.live.join(&p.stream).await {
-        Ok(m) => m,
-        Err(e) => {
+    // While Redis is away the subscription cannot be confirmed: the client is told and
+    // closed (it reconnects with `since`) rather than left on a silent socket.
+    let joined = tokio::time::timeout(JOIN_TIMEOUT, p.live.join(&p.stream)).await;
+    let mut membership = match joined {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "could not join a live stream");
+            return Some((INTERNAL, "live updates are unavailable"));
+        }
+        Err(_) => {
+            tracing::warn!("live subscription not confirmed in time");
             return Some((INTERNAL, "live updates are unavailable"));
         }
     };
