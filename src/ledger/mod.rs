@@ -11,9 +11,9 @@ mod settler;
 mod sums;
 mod write;
 
-pub use drift::{drift_of, run_drift_check};
+pub use drift::run_drift_check;
 pub use plan::Outcome;
 pub use rebuild::{RebuildError, ensure_built, rebuild_campaign};
-pub use settle::{Settled, settle_batch};
+
 pub use settler::{BATCH, LINGER, Settler, SettlerQueue, Unavailable, run_settler};
-pub use sums::{LedgerCounters, LedgerTotals, ledger_totals};
+pub use sums::LedgerTotals;

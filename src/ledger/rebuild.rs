@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::sums::{LedgerCounters, LedgerTotals, ledger_totals};
-use crate::counters::{self, CampaignKeys, Keys, board_key};
+use crate::counters::{self, CampaignKeys, Keys, board_key, donor_key};
 use crate::domain::Slug;
 use crate::pledges::PLEDGE_KEEP_SECS;
 
@@ -100,12 +100,13 @@ pub async fn rebuild<C: ConnectionLike>(
     .bind(id)
     .fetch_all(&mut *snapshot)
     .await?;
-    let donors: Vec<(String, String)> = sqlx::query_as(
-        r#"select s.slug::text, coalesce('d:' || p.donor_ref, 'p:' || p.id::text)
+    // (stream, donor_ref, pledge id): counted under the same key as the pledge script's.
+    let donors: Vec<(String, Option<String>, String)> = sqlx::query_as(
+        r#"select s.slug::text, p.donor_ref, p.id::text
            from pledges p join streams s on s.id = p.stream_id
            where p.campaign_id = $1 and p.status in ('pending', 'confirmed', 'refunded')
            union
-           select s.slug::text, coalesce('d:' || g.donor_ref, 'p:' || g.pledge_id::text)
+           select s.slug::text, g.donor_ref, g.pledge_id::text
            from gifts g join streams s on s.id = g.stream_id where g.campaign_id = $1"#,
     )
     .bind(id)
@@ -186,10 +187,11 @@ pub async fn rebuild<C: ConnectionLike>(
     if everything {
         pipe.hset_multiple(k.milestones(), &milestones).ignore();
     }
-    for (stream, donor) in &donors {
+    for (stream, donor_ref, pledge_id) in &donors {
         if let Ok(s) = Slug::parse("stream", stream) {
-            pipe.pfadd(k.donors(), donor).ignore();
-            pipe.pfadd(k.stream_donors(&s), donor).ignore();
+            let donor = donor_key(donor_ref.as_deref(), pledge_id);
+            pipe.pfadd(k.donors(), &donor).ignore();
+            pipe.pfadd(k.stream_donors(&s), &donor).ignore();
         }
     }
     let mut names: HashMap<String, String> = HashMap::new();
@@ -229,10 +231,8 @@ pub async fn rebuild<C: ConnectionLike>(
         } else {
             p.donor_name.as_deref().unwrap_or("")
         };
-        let donor = p
-            .donor_ref
-            .as_ref()
-            .map_or_else(|| format!("p:{}", p.id), |r| format!("d:{r}"));
+        let donor = donor_key(p.donor_ref.as_deref(), &p.id);
+        // The same fields `pledge.lua` writes; a change to one is a change to both.
         pipe.hset_multiple(
             k.pledge(&p.id),
             &[

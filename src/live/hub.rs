@@ -276,11 +276,4 @@ impl Live {
             .map(|mut d| d.drain().collect())
             .unwrap_or_default()
     }
-
-    /// Sends a frame that is never replayed to every local socket of a stream.
-    pub fn broadcast(&self, campaign: &str, stream: &str, text: Utf8Bytes) {
-        if let Some(hub) = self.hub(campaign, stream) {
-            hub.publish(text);
-        }
-    }
 }

@@ -185,28 +185,34 @@ async fn serve(socket: &mut WebSocket, p: &SocketParams) -> Option<(u16, &'stati
                     Some(Err(e)) => return too_big(e).then_some((TOO_BIG, "frame too large")),
                 };
                 let text = match message {
-                    Message::Text(text) => text,
+                    Message::Text(text) => Some(text),
+                    Message::Binary(_) => None,
                     Message::Pong(_) => { unanswered_pings = 0; continue; }
                     Message::Ping(_) => continue,
                     Message::Close(_) => return None,
-                    Message::Binary(_) => Utf8Bytes::from_static("{\"type\":\"binary\"}"),
                 };
                 let now = Instant::now();
-                if !messages.allow(now, limits.ws_messages) {
-                    match strike(socket, &mut strikes, &text, send_timeout, m).await {
-                        Flow::Continue => continue,
-                        Flow::Close(code, why) => return Some((code, why)),
+                // `None`: over a rate limit.
+                let reply = if !messages.allow(now, limits.ws_messages) {
+                    None
+                } else if let Some(text) = &text {
+                    answer(p, text, &mut pledges, now).await
+                } else {
+                    let refused = Reply::Error {
+                        code: "invalid_request",
+                        message: "frames are JSON text",
+                        reference: None,
+                    };
+                    Some(refused.to_json())
+                };
+                match reply {
+                    Some(reply) => send(socket, reply.into(), send_timeout, m).await.ok()?,
+                    None => {
+                        let text = text.as_deref().unwrap_or_default();
+                        if let Flow::Close(code, why) = strike(socket, &mut strikes, text, send_timeout, m).await {
+                            return Some((code, why));
+                        }
                     }
-                }
-                let reply = answer(p, &text, &mut pledges, now).await;
-                if reply.is_none() {
-                    match strike(socket, &mut strikes, &text, send_timeout, m).await {
-                        Flow::Continue => continue,
-                        Flow::Close(code, why) => return Some((code, why)),
-                    }
-                }
-                if let Some(reply) = reply {
-                    send(socket, reply.into(), send_timeout, m).await.ok()?;
                 }
             },
             _ = ping.tick() => {

@@ -32,6 +32,7 @@ if not amount or amount <= 0 then
 end
 
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2] .. ':' .. ARGV[7], 'EX', ARGV[8])
+-- The same fields a rebuild writes for pending pledges (src/ledger/rebuild.rs).
 redis.call('HSET', KEYS[2],
   'stream', ARGV[4], 'amount', amount, 'currency', ARGV[11], 'status', 'pending',
   'name', ARGV[12], 'anonymous', ARGV[13], 'message', ARGV[14], 'designation', ARGV[15],
