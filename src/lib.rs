@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use catalog::CatalogCache;
 use config::Config;
 use counters::Keys;
-use ledger::{Settler, SettlerQueue};
+use ledger::{RelayWake, Settler, SettlerQueue};
 use live::Live;
 use pledges::{ExpiryIndex, PledgeChange, RateLimiter, WriteBehind};
 
@@ -49,6 +49,8 @@ pub struct AppState {
     pub pledge_rate: Arc<RateLimiter>,
     pub live: Arc<Live>,
     pub settler: Settler,
+    /// Wakes this gateway's outbox relay after a commit.
+    pub relay: RelayWake,
     /// Cancelled when the service stops: sockets close, background tasks end.
     pub shutdown: CancellationToken,
     background: Arc<Mutex<Option<Background>>>,
@@ -86,6 +88,7 @@ impl AppState {
                 settler: settler_queue,
             }))),
             settler,
+            relay: RelayWake::default(),
             keys,
             db,
             redis,
@@ -118,9 +121,12 @@ fn redis_config() -> ConnectionManagerConfig {
         .set_max_delay(Duration::from_millis(500))
 }
 
+/// The schema's migrations, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
 /// Runs the pending migrations embedded in the binary.
 pub async fn migrate(db: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    sqlx::migrate!("./migrations").run(db).await
+    MIGRATOR.run(db).await
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then closes the live
@@ -157,6 +163,13 @@ pub async fn serve(
         stop.clone(),
     ));
     tokio::spawn(live::run_coalescer(state.live.clone(), stop.clone()));
+    let relay = tokio::spawn(ledger::run_relay(
+        state.db.clone(),
+        state.redis.clone(),
+        state.keys.clone(),
+        state.relay.clone(),
+        flush.clone(),
+    ));
     tokio::spawn(pledges::run_expiry(
         state.redis.clone(),
         state.keys.clone(),
@@ -204,6 +217,9 @@ pub async fn serve(
     }
     if writer.await.is_err() {
         tracing::error!("the pledge write-behind task failed");
+    }
+    if relay.await.is_err() {
+        tracing::error!("the outbox relay task failed");
     }
     served
 }

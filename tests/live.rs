@@ -299,19 +299,17 @@ async fn a_socket_that_never_reads_is_closed_while_others_keep_receiving(db: PgP
             for _ in 0..events {
                 let gift_id = uuid::Uuid::new_v4().to_string();
                 let gift = SettledGift {
-                    gift_id: &gift_id,
-                    pledge_id: &gift_id,
-                    stream: &stream,
+                    pledge_id: gift_id.clone(),
+                    gift_id,
+                    stream: stream.clone(),
                     amount: Money::from_stored(100),
                     matched: Money::ZERO,
-                    currency: "CNY",
+                    currency: "CNY".into(),
                     donor_ref: None,
                     anonymous: true,
                     public_name: None,
-                    message: Some(&message),
+                    message: Some(message.clone()),
                     designation: None,
-                    campaign_goal: Money::from_stored(i64::MAX / 200),
-                    stream_goal: None,
                 };
                 gift_settled(&mut redis, &keys, &gift).await.expect("gift");
             }

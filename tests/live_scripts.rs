@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use livefund::counters::{
-    self, Applied, CampaignKeys, FIELDS, Keys, LOG_LENGTH, PledgeOutcome, PledgeWrite, SettledGift,
-    SettledRefund, Snapshot, TopDonor,
+    self, Applied, CampaignKeys, FIELDS, FailedPledge, Keys, LOG_LENGTH, PledgeOutcome,
+    PledgeWrite, ReachedMilestone, Scope, SettledGift, SettledRefund, Snapshot, TopDonor,
 };
 use livefund::domain::{CampaignStatus, Currency, Money, Pledge, PledgeFields, PledgeRules, Slug};
 use redis::FromRedisValue;
@@ -43,9 +43,9 @@ async fn live() -> Live {
 
 fn seq_of(applied: Applied) -> u64 {
     match applied {
-        Applied::Counted(seq) => seq,
-        Applied::AlreadyCounted => 0,
-        Applied::NotBuilt => panic!("the campaign's counters are marked built in live()"),
+        Applied::Announced(seq) => seq,
+        Applied::AlreadyAnnounced => 0,
+        other => panic!("the campaign's counters are marked built in live(): {other:?}"),
     }
 }
 
@@ -92,55 +92,57 @@ fn pledge(stream: &str, key: &str, amount: i64, donor_ref: Option<&str>) -> Pled
     Pledge::parse(slug(stream), &fields, &rules).expect("a valid pledge")
 }
 
-/// A named, unmatched gift with no stream goal and a campaign goal out of reach.
-fn gift<'a>(id: &'a str, pledge_id: &'a str, stream: &'a Slug, amount: i64) -> SettledGift<'a> {
+/// A named, unmatched gift.
+fn gift(id: &str, pledge_id: &str, stream: &Slug, amount: i64) -> SettledGift {
     SettledGift {
-        gift_id: id,
-        pledge_id,
-        stream,
+        gift_id: id.into(),
+        pledge_id: pledge_id.into(),
+        stream: stream.clone(),
         amount: money(amount),
         matched: Money::ZERO,
-        currency: "CNY",
+        currency: "CNY".into(),
         donor_ref: None,
         anonymous: false,
-        public_name: Some("小明"),
+        public_name: Some("小明".into()),
         message: None,
         designation: None,
-        campaign_goal: money(1_000_000_000),
-        stream_goal: None,
     }
 }
 
 /// `g` from the page of `donor_ref`, shown as `name`.
-fn by<'a>(g: SettledGift<'a>, donor_ref: &'a str, name: &'a str) -> SettledGift<'a> {
-    let (donor_ref, public_name) = (Some(donor_ref), Some(name));
+fn by(g: SettledGift, donor_ref: &str, name: &str) -> SettledGift {
     SettledGift {
-        donor_ref,
-        public_name,
-        ..g
-    }
-}
-
-fn goals(g: SettledGift<'_>, campaign: i64, stream: Option<i64>) -> SettledGift<'_> {
-    let (campaign_goal, stream_goal) = (money(campaign), stream.map(money));
-    SettledGift {
-        campaign_goal,
-        stream_goal,
+        donor_ref: Some(donor_ref.into()),
+        public_name: Some(name.into()),
         ..g
     }
 }
 
 /// A refund of `amount` of `g`, whose board key is `key`, reversing no match.
-fn refund<'a>(id: &'a str, g: &'a SettledGift, key: &'a str, amount: i64) -> SettledRefund<'a> {
+fn refund(id: &str, g: &SettledGift, key: &str, amount: i64) -> SettledRefund {
     SettledRefund {
-        refund_id: id,
-        gift_id: g.gift_id,
-        pledge_id: g.pledge_id,
-        stream: g.stream,
+        refund_id: id.into(),
+        gift_id: g.gift_id.clone(),
+        pledge_id: g.pledge_id.clone(),
+        stream: g.stream.clone(),
         amount: money(amount),
         match_reversed: Money::ZERO,
-        board_key: key,
+        board_key: key.into(),
         fully_refunded: false,
+    }
+}
+
+/// The milestone `reached` of `scope`, announced on `streams`.
+fn milestone(scope: Scope, reached: i32, streams: &[&str]) -> ReachedMilestone {
+    let key = match scope {
+        Scope::Stream => format!("stream:{}:{reached}", streams[0]),
+        Scope::Campaign => format!("campaign:{reached}"),
+    };
+    ReachedMilestone {
+        key,
+        scope,
+        reached,
+        streams: streams.iter().map(|s| slug(s)).collect(),
     }
 }
 
@@ -203,24 +205,36 @@ impl Live {
         Ok(id)
     }
 
-    /// The gift's seq, or 0 when it was counted before.
-    async fn gift(&mut self, g: &SettledGift<'_>) -> R<u64> {
+    /// The gift's seq, or 0 when it was announced before.
+    async fn gift(&mut self, g: &SettledGift) -> R<u64> {
         let applied = counters::gift_settled(&mut self.conn, &self.keys, g).await?;
         Ok(seq_of(applied))
     }
 
-    /// The refund's seq, or 0 when it was counted before.
-    async fn refund(&mut self, r: &SettledRefund<'_>) -> R<u64> {
+    /// The refund's seq, or 0 when it was announced before.
+    async fn refund(&mut self, r: &SettledRefund) -> R<u64> {
         let applied = counters::refund_settled(&mut self.conn, &self.keys, r).await?;
         Ok(seq_of(applied))
+    }
+
+    /// The seq each stream's milestone event got; empty when announced before.
+    async fn milestone(&mut self, m: &ReachedMilestone) -> R<Vec<u64>> {
+        let (applied, seqs) = counters::milestone_reached(&mut self.conn, &self.keys, m).await?;
+        assert_ne!(applied, Applied::NotBuilt);
+        Ok(seqs)
     }
 
     async fn expire(&mut self, now_ms: i64, limit: usize) -> R<Vec<String>> {
         counters::expire_due(&mut self.conn, &self.keys, now_ms, limit).await
     }
 
+    /// Fails a pledge of [`S`].
     async fn failed(&mut self, pledge_id: &str) -> R<bool> {
-        counters::pledge_failed(&mut self.conn, &self.keys, pledge_id).await
+        let failed = FailedPledge {
+            pledge_id: pledge_id.into(),
+            stream: slug(S),
+        };
+        counters::pledge_failed(&mut self.conn, &self.keys, &failed).await
     }
 
     /// A snapshot of [`S`], with goals 4000 (campaign) and 400 (stream).
@@ -296,7 +310,7 @@ impl Live {
     async fn state(&mut self) -> R<Vec<redis::Value>> {
         let (k, s) = (&self.keys, slug(S));
         let mut pipe = redis::pipe();
-        for key in [k.totals(), k.names(), k.milestones(), k.stream_totals(&s)] {
+        for key in [k.totals(), k.names(), k.stream_totals(&s)] {
             pipe.cmd("HGETALL").arg(key);
         }
         for key in [k.pending(), k.top(), k.stream_top(&s)] {
@@ -305,7 +319,9 @@ impl Live {
         for key in [k.donors(), k.stream_donors(&s)] {
             pipe.cmd("PFCOUNT").arg(key);
         }
-        pipe.cmd("SMEMBERS").arg(k.streams());
+        for key in [k.applied_gifts(), k.applied_refunds(), k.announced()] {
+            pipe.cmd("SMEMBERS").arg(key);
+        }
         pipe.cmd("GET").arg(k.stream_seq(&s));
         pipe.cmd("XRANGE").arg(k.stream_log(&s)).arg(&["-", "+"]);
         pipe.query_async(&mut self.conn).await
@@ -313,15 +329,17 @@ impl Live {
 }
 
 #[tokio::test]
-async fn new_pledge_counts_pledged_and_donors_and_is_pending_until_its_expiry() -> R {
+async fn new_pledge_counts_pledged_and_is_pending_until_its_expiry() -> R {
     let mut t = live().await;
     let id = t.pledge(S, 500, 90_000).await?;
     assert_eq!(t.totals(S).await?, [[500, 0, 0, 0, 0]; 2]);
-    assert_eq!(t.donors(S).await?, [1, 1]);
+    assert_eq!(
+        t.donors(S).await?,
+        [0, 0],
+        "donors are those with a settled gift"
+    );
     assert_eq!(t.pending().await?, [(id.clone(), 90_000)]);
     assert_eq!(t.status(&id).await?.as_deref(), Some("pending"));
-    let streams: Vec<String> = t.q(&["SMEMBERS", &t.keys.streams()]).await?;
-    assert_eq!(streams, [S]);
     Ok(())
 }
 
@@ -362,20 +380,23 @@ async fn same_key_with_another_amount_conflicts_and_changes_nothing() -> R {
 #[tokio::test]
 async fn donors_are_counted_by_donor_ref_else_one_per_pledge() -> R {
     let mut t = live().await;
-    for key in ["same-ref-1", "same-ref-2"] {
-        let p = pledge(S, key, 100, Some("browser-1"));
-        t.accept(&p, &new_id(), 1).await?;
-    }
-    assert_eq!(t.donors(S).await?, [1, 1]);
-    for key in ["no-ref-1", "no-ref-2"] {
-        t.accept(&pledge("live-02", key, 100, None), &new_id(), 1)
+    let (s1, s2) = (slug(S), slug("live-02"));
+    for id in ["same-ref-1", "same-ref-2"] {
+        t.gift(&by(gift(id, id, &s1, 100), "browser-1", "小明"))
             .await?;
     }
+    assert_eq!(t.donors(S).await?, [1, 1]);
+    for id in ["no-ref-1", "no-ref-2"] {
+        t.gift(&gift(id, id, &s2, 100)).await?;
+    }
     assert_eq!(t.donors("live-02").await?, [3, 2]);
-    let (s1, s2) = (slug(S), slug("live-02"));
     let streams = [(&s1, None), (&s2, Some(money(10)))];
     let (all, streams) = counters::read_totals(&mut t.conn, &t.keys, money(1000), &streams).await?;
-    assert_eq!((all.donors, all.pledged), (3, money(400)));
+    assert_eq!(
+        (all.donors, all.pledged),
+        (3, money(400)),
+        "gifts never pledged here count as pledged"
+    );
     assert_eq!((streams[0].donors, streams[1].donors), (1, 2));
     assert_eq!(streams[1].goal, Some(money(10)));
     Ok(())
@@ -452,8 +473,8 @@ async fn gift_counts_once_on_campaign_stream_board_and_log() -> R {
     t.accept(&p, &pid, 90_000).await?;
     let g = SettledGift {
         matched: money(250),
-        message: Some("加油 \"/\""),
-        designation: Some("education"),
+        message: Some("加油 \"/\"".into()),
+        designation: Some("education".into()),
         ..by(gift("gift-1", &pid, &s, 500), "browser-1", "小明")
     };
     assert_eq!(t.gift(&g).await?, 1);
@@ -515,55 +536,91 @@ async fn gift_for_an_expired_or_failed_pledge_counts_it_as_pledged_again() -> R 
 }
 
 #[tokio::test]
-async fn stream_milestones_crossed_at_once_follow_the_gift_each_with_its_seq() -> R {
+async fn a_milestone_is_announced_once_on_each_stream_with_its_own_seq() -> R {
     let mut t = live().await;
-    let s = slug(S);
-    let g = goals(gift("gift-1", "p-1", &s, 200), 1000, Some(400));
-    assert_eq!(t.gift(&g).await?, 1);
-    let log = t.log(S).await?;
-    let want = "1 gift, 2 milestone stream 25, 3 milestone stream 50";
-    assert_eq!(summary(&log), want);
-    let want = json!({"type": "milestone", "seq": 3, "scope": "stream", "reached": 50});
-    assert_eq!(frame(&log[2].2), want);
-    assert_eq!(t.seq(S).await?, Some(3));
-    Ok(())
-}
-
-#[tokio::test]
-async fn campaign_milestones_reach_every_stream_with_its_own_seq() -> R {
-    let mut t = live().await;
-    let (a, b) = (slug("stream-a"), slug("stream-b"));
-    for stream in ["stream-a", "stream-b", "stream-c"] {
-        t.pledge(stream, 1, 90_000).await?;
-    }
-    for (id, stream, amount) in [("g-b", &b, 50), ("g-a1", &a, 50), ("g-a2", &a, 200)] {
-        t.gift(&goals(gift(id, id, stream, amount), 1000, None))
-            .await?;
-    }
-    let a = "1 gift, 2 gift, 3 milestone campaign 25";
-    assert_eq!(summary(&t.log("stream-a").await?), a);
-    let b = "1 gift, 2 milestone campaign 25";
+    let a = slug("stream-a");
+    t.gift(&gift("g-a", "g-a", &a, 50)).await?;
+    let campaign = milestone(Scope::Campaign, 25, &["stream-a", "stream-b", "stream-c"]);
+    assert_eq!(t.milestone(&campaign).await?, [2, 1, 1]);
+    assert_eq!(t.milestone(&campaign).await?, Vec::<u64>::new(), "once");
+    let own = milestone(Scope::Stream, 50, &["stream-b"]);
+    assert_eq!(t.milestone(&own).await?, [2]);
+    assert_eq!(
+        summary(&t.log("stream-a").await?),
+        "1 gift, 2 milestone campaign 25"
+    );
+    let b = "1 milestone campaign 25, 2 milestone stream 50";
     assert_eq!(summary(&t.log("stream-b").await?), b);
-    let c = "1 milestone campaign 25";
-    assert_eq!(summary(&t.log("stream-c").await?), c);
+    let want = json!({"type": "milestone", "seq": 2, "scope": "stream", "reached": 50});
+    assert_eq!(frame(&t.log("stream-b").await?[1].2), want);
     assert_eq!(t.seq("stream-c").await?, Some(1));
     Ok(())
 }
 
 #[tokio::test]
-async fn milestone_is_not_emitted_again_after_a_refund_below_it() -> R {
+async fn a_gift_counted_by_a_rebuild_is_still_announced_once() -> R {
     let mut t = live().await;
     let s = slug(S);
-    let hundred = |id| goals(gift(id, id, &s, 100), 1_000_000, Some(400));
-    t.gift(&hundred("g-1")).await?;
-    t.refund(&refund("r-1", &hundred("g-1"), "p:g-1", 100))
+    // A rebuild from the ledger counted the gift (its totals and its id) before its
+    // effect ran.
+    let g = gift("gift-1", "p-1", &s, 300);
+    let _: i64 = t.q(&["SADD", &t.keys.applied_gifts(), "gift-1"]).await?;
+    let _: () = t
+        .q(&["HSET", &t.keys.totals(), "confirmed", "300", "gifts", "1"])
         .await?;
-    assert_eq!(t.totals(S).await?[1], [100, 0, 0, 100, 1]);
-    t.gift(&hundred("g-2")).await?;
-    t.gift(&hundred("g-3")).await?;
-    let log = t.log(S).await?;
-    let want = "1 gift, 2 milestone stream 25, 3 refund, 4 gift, 5 gift, 6 milestone stream 50";
-    assert_eq!(summary(&log), want);
+    assert_eq!(t.gift(&g).await?, 1, "announced");
+    assert_eq!(
+        t.totals(S).await?[0],
+        [0, 300, 0, 0, 1],
+        "not counted again"
+    );
+    assert_eq!(summary(&t.log(S).await?), "1 gift");
+    assert_eq!(t.gift(&g).await?, 0, "and announced once");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refund_waits_for_its_gift_to_be_counted() -> R {
+    let mut t = live().await;
+    let s = slug(S);
+    let g = gift("gift-1", "p-1", &s, 100);
+    let before = t.state().await?;
+    let r = refund("r-1", &g, "p:p-1", 40);
+    let applied = counters::refund_settled(&mut t.conn, &t.keys, &r).await?;
+    assert_eq!(applied, Applied::GiftNotCounted);
+    assert_eq!(t.state().await?, before, "nothing written");
+    t.gift(&g).await?;
+    assert_eq!(t.refund(&r).await?, 2);
+    assert_eq!(t.totals(S).await?[1], [100, 60, 0, 40, 1]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_event_goes_after_the_newest_logged_even_when_the_seq_was_lost() -> R {
+    let mut t = live().await;
+    let s = slug(S);
+    t.gift(&gift("g-1", "g-1", &s, 1)).await?;
+    t.gift(&gift("g-2", "g-2", &s, 1)).await?;
+    let _: i64 = t.q(&["DEL", &t.keys.stream_seq(&s)]).await?;
+    assert_eq!(t.gift(&gift("g-3", "g-3", &s, 1)).await?, 3);
+    assert_eq!(summary(&t.log(S).await?), "1 gift, 2 gift, 3 gift");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_script_refuses_corrupt_totals_before_writing_anything() -> R {
+    let mut t = live().await;
+    let s = slug(S);
+    let _: () = t
+        .q(&["HSET", &t.keys.stream_totals(&s), "confirmed", "lots"])
+        .await?;
+    let before = t.state().await?;
+    let g = gift("g-1", "g-1", &s, 100);
+    let result = counters::gift_settled(&mut t.conn, &t.keys, &g).await;
+    assert!(result.is_err(), "{result:?}");
+    let p = pledge(S, "corrupt-key-1", 500, None);
+    assert!(t.accept(&p, &new_id(), 1_000).await.is_err());
+    assert_eq!(t.state().await?, before, "nothing written");
     Ok(())
 }
 
@@ -608,20 +665,24 @@ async fn refund_reverses_the_gift_and_appends_a_refund_event_once() -> R {
 }
 
 /// Gifts on [`S`] (goals 4000 and 400, as [`Live::snap`] reads them): Alice 100 then 200
-/// under her donor_ref, an anonymous 250, Bob 80 less a 30 refund; stream milestones in
-/// between.
+/// under her donor_ref, an anonymous 250, Bob 80 less a 30 refund; the stream's
+/// milestones in between, where the ledger would reach them.
 async fn busy_stream(t: &mut Live) -> R {
     let s = slug(S);
     t.pledge(S, 5, 90_000).await?;
-    let worth = |id, amount| goals(gift(id, id, &s, amount), 4000, Some(400));
+    let worth = |id, amount| gift(id, id, &s, amount);
     let bob = by(worth("g-3", 80), "bob", "Bob");
     t.gift(&by(worth("g-1", 100), "alice", "Alice")).await?;
+    t.milestone(&milestone(Scope::Stream, 25, &[S])).await?;
     t.gift(&SettledGift {
         anonymous: true,
         ..worth("g-2", 250)
     })
     .await?;
+    t.milestone(&milestone(Scope::Stream, 50, &[S])).await?;
+    t.milestone(&milestone(Scope::Stream, 75, &[S])).await?;
     t.gift(&bob).await?;
+    t.milestone(&milestone(Scope::Stream, 100, &[S])).await?;
     t.refund(&refund("r-1", &bob, "d:bob", 30)).await?;
     t.gift(&by(worth("g-4", 200), "alice", "Alice")).await?;
     Ok(())
@@ -706,8 +767,9 @@ async fn pubsub_announces_totals_changes_and_the_logged_frames() -> R {
     let mut messages = pubsub.into_on_message();
     let s = slug(S);
     let pid = t.pledge(S, 300, 90_000).await?;
-    let g = goals(gift("gift-1", &pid, &s, 300), 1_000_000, Some(1000));
+    let g = gift("gift-1", &pid, &s, 300);
     t.gift(&g).await?;
+    t.milestone(&milestone(Scope::Stream, 25, &[S])).await?;
     let doomed = t.pledge(S, 5, 90_000).await?;
     assert!(t.failed(&doomed).await?);
     t.refund(&refund("r-1", &g, &g.board_key(), 10)).await?;
@@ -718,8 +780,8 @@ async fn pubsub_announces_totals_changes_and_the_logged_frames() -> R {
     assert_eq!(summary(&log), "1 gift, 2 milestone stream 25, 3 refund");
     let msg = |e: Option<usize>| e.map_or(format!("T {S}"), |i| format!("E {S} {}", log[i].2));
     let (n, e) = (None, Some);
-    // pledge; gift, milestone, totals; pledge; failed; refund, totals; pledge; expire
-    let want = [n, e(0), e(1), n, n, n, e(2), n, n, n].map(msg);
+    // pledge; gift, totals; milestone; pledge; failed; refund, totals; pledge; expire
+    let want = [n, e(0), n, e(1), n, n, e(2), n, n, n].map(msg);
     let mut got = Vec::new();
     while got.len() < want.len() {
         let next = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;
@@ -772,6 +834,9 @@ async fn without_built_counters_every_hook_refuses_and_writes_nothing() -> R {
     assert_eq!(applied, Applied::NotBuilt);
     let r = refund("r-1", &g, "p:p-1", 100);
     let applied = counters::refund_settled(&mut t.conn, &t.keys, &r).await?;
+    assert_eq!(applied, Applied::NotBuilt);
+    let m = milestone(Scope::Campaign, 25, &[S]);
+    let (applied, _) = counters::milestone_reached(&mut t.conn, &t.keys, &m).await?;
     assert_eq!(applied, Applied::NotBuilt);
     let pattern = format!("{}*", t.keys.base());
     let keys: Vec<String> = redis::cmd("KEYS")

@@ -375,7 +375,7 @@ async fn a_4xx_is_final_and_a_persistent_5xx_gives_up_after_three_attempts() {
     let addr = listener.local_addr().expect("addr");
     drop(listener);
     let provider = SandboxProvider::new(&config_for(format!("http://{addr}"))).expect("a provider");
-    match provider.refund(&a_pledge(100), 100, None).await {
+    match provider.refund(&a_pledge(100), "txn_paid", 100, None).await {
         Err(SandboxError::Unreachable { attempts, .. }) => assert_eq!(attempts, 3),
         other => panic!("expected unreachable, got {other:?}"),
     }

@@ -81,19 +81,21 @@ impl CampaignKeys {
         format!("{}:pending", self.base)
     }
 
-    /// Set of the campaign's stream slugs (campaign milestones go to each).
-    pub fn streams(&self) -> String {
-        format!("{}:streams", self.base)
-    }
-
-    /// Set of gift ids already counted live.
+    /// Set of gift ids counted live (by their effect, or by a rebuild from the ledger).
     pub fn applied_gifts(&self) -> String {
         format!("{}:applied-gifts", self.base)
     }
 
-    /// Set of refund ids already counted live.
+    /// Set of refund ids counted live (by their effect, or by a rebuild from the ledger).
     pub fn applied_refunds(&self) -> String {
         format!("{}:applied-refunds", self.base)
+    }
+
+    /// Set of the ledger's effects already announced (`g:<gift>`, `r:<refund>`,
+    /// `m:<milestone>`): counting and announcing are separate facts, so a rebuild that
+    /// counts a gift does not swallow its alert.
+    pub fn announced(&self) -> String {
+        format!("{}:announced", self.base)
     }
 
     /// Sorted set of the campaign's top donors by net amount.
@@ -121,20 +123,10 @@ impl CampaignKeys {
         format!("{}:s:{}:log", self.base, stream)
     }
 
-    /// Hash of the highest milestone reached per scope.
-    pub fn milestones(&self) -> String {
-        format!("{}:milestones", self.base)
-    }
-
     /// Present once the campaign's counters were built (at creation, or rebuilt from the
     /// ledger); its absence means Redis lost them.
     pub fn built(&self) -> String {
         format!("{}:built", self.base)
-    }
-
-    /// Held while one gateway rebuilds the counters.
-    pub fn rebuilding(&self) -> String {
-        format!("{}:rebuilding", self.base)
     }
 
     /// The pub/sub channel of the campaign's live changes.

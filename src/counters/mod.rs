@@ -7,14 +7,15 @@
 
 mod keys;
 mod scripts;
+mod settled;
 mod snapshot;
 mod totals;
 
 pub use keys::{CampaignKeys, Keys};
-pub use scripts::{
-    Applied, LOG_LENGTH, PledgeOutcome, PledgeWrite, SettledGift, SettledRefund, accept_pledge,
-    board_key, donor_key, expire_due, gift_settled, pledge_failed, publish_alert, raise_seq,
-    refund_settled,
+pub use scripts::{LOG_LENGTH, PledgeOutcome, PledgeWrite, accept_pledge, expire_due, raise_seq};
+pub use settled::{
+    Alert, Applied, FailedPledge, ReachedMilestone, Scope, SettledGift, SettledRefund, board_key,
+    donor_key, gift_settled, milestone_reached, pledge_failed, publish_alert, refund_settled,
 };
 pub use snapshot::{Snapshot, TopDonor, snapshot};
 pub use totals::{FIELDS, Totals, read_totals};

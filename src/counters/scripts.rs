@@ -1,12 +1,16 @@
-//! Typed wrappers of the Lua scripts, one per live state change. Each script is loaded
-//! once (by SHA, re-sent only when Redis lost it) and validates before it writes.
+//! The Lua scripts, one per live state change, loaded once (by SHA, re-sent only when
+//! Redis lost it); each validates before it writes. Every script is the shared prelude
+//! (`scripts/prelude.lua`, with the pledge status words from [`PledgeStatus`]) followed by
+//! its own file. The typed wrappers of the pledge's own changes are here; those of the
+//! ledger's effects are in `settled`.
 
 use redis::Script;
 use redis::aio::ConnectionLike;
 use std::sync::LazyLock;
 
 use super::CampaignKeys;
-use crate::domain::{Money, Pledge, Slug};
+use super::donor_key;
+use crate::domain::{Pledge, PledgeStatus, Slug};
 
 /// How many events each stream's log keeps for replay.
 pub const LOG_LENGTH: u32 = 1000;
@@ -14,21 +18,40 @@ pub const LOG_LENGTH: u32 = 1000;
 pub(super) struct Scripts {
     pledge: Script,
     expire: Script,
-    pledge_failed: Script,
-    gift: Script,
-    refund: Script,
+    pub(super) pledge_failed: Script,
+    pub(super) gift: Script,
+    pub(super) refund: Script,
+    pub(super) milestone: Script,
     pub(super) snapshot: Script,
     seq_floor: Script,
 }
 
+/// `local STATUS = {pending = 'pending', ...}` from the Rust enum, then the prelude.
+fn prelude() -> String {
+    let words: Vec<String> = PledgeStatus::ALL
+        .iter()
+        .map(|s| format!("{0} = '{0}'", s.as_str()))
+        .collect();
+    format!(
+        "local STATUS = {{{}}}\n{}",
+        words.join(", "),
+        include_str!("scripts/prelude.lua")
+    )
+}
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{}\n{body}", prelude()))
+}
+
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    pledge: Script::new(include_str!("scripts/pledge.lua")),
-    expire: Script::new(include_str!("scripts/expire.lua")),
-    pledge_failed: Script::new(include_str!("scripts/pledge_failed.lua")),
-    gift: Script::new(include_str!("scripts/gift.lua")),
-    refund: Script::new(include_str!("scripts/refund.lua")),
-    snapshot: Script::new(include_str!("scripts/snapshot.lua")),
-    seq_floor: Script::new(include_str!("scripts/seq_floor.lua")),
+    pledge: script(include_str!("scripts/pledge.lua")),
+    expire: script(include_str!("scripts/expire.lua")),
+    pledge_failed: script(include_str!("scripts/pledge_failed.lua")),
+    gift: script(include_str!("scripts/gift.lua")),
+    refund: script(include_str!("scripts/refund.lua")),
+    milestone: script(include_str!("scripts/milestone.lua")),
+    snapshot: script(include_str!("scripts/snapshot.lua")),
+    seq_floor: script(include_str!("scripts/seq_floor.lua")),
 });
 
 /// A pledge to record, with the times and lifetimes the caller chose.
@@ -59,35 +82,6 @@ pub enum PledgeOutcome {
     NotBuilt,
 }
 
-/// What a settlement hook did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applied {
-    /// Counted, with its event's seq.
-    Counted(u64),
-    /// Counted before: nothing changed.
-    AlreadyCounted,
-    /// The campaign's counters are missing; rebuilding them from the ledger counts it.
-    NotBuilt,
-}
-
-impl Applied {
-    fn from_reply(reply: i64) -> Self {
-        match reply {
-            r if r > 0 => Applied::Counted(r.unsigned_abs()),
-            0 => Applied::AlreadyCounted,
-            _ => Applied::NotBuilt,
-        }
-    }
-}
-
-/// The key a donor is counted under: the page's `donor_ref`, or the pledge itself.
-pub fn donor_key(donor_ref: Option<&str>, pledge_id: &str) -> String {
-    match donor_ref {
-        Some(r) => format!("d:{r}"),
-        None => format!("p:{pledge_id}"),
-    }
-}
-
 /// Records a pledge once per idempotency key (`pledge.lua`).
 pub async fn accept_pledge<C: ConnectionLike>(
     conn: &mut C,
@@ -102,10 +96,7 @@ pub async fn accept_pledge<C: ConnectionLike>(
         .key(keys.pledge(write.pledge_id))
         .key(keys.totals())
         .key(keys.stream_totals(stream))
-        .key(keys.donors())
-        .key(keys.stream_donors(stream))
         .key(keys.pending())
-        .key(keys.streams())
         .key(keys.built())
         .arg(p.fingerprint())
         .arg(write.pledge_id)
@@ -126,19 +117,39 @@ pub async fn accept_pledge<C: ConnectionLike>(
         .arg(p.idempotency_key.as_str())
         .invoke_async(conn)
         .await?;
-    let parse_ms = |v: Option<&String>| v.and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
-    Ok(match reply.first().map(String::as_str) {
-        Some("new") => PledgeOutcome::New {
-            pledge_id: reply.get(1).cloned().unwrap_or_default(),
-            expires_ms: parse_ms(reply.get(2)),
-        },
-        Some("replay") => PledgeOutcome::Replay {
-            pledge_id: reply.get(1).cloned().unwrap_or_default(),
-            expires_ms: parse_ms(reply.get(2)),
-        },
-        Some("rebuild") => PledgeOutcome::NotBuilt,
-        _ => PledgeOutcome::Conflict,
-    })
+    pledge_outcome(&reply)
+}
+
+/// Reads the pledge script's reply; anything else is an error, never a guess.
+fn pledge_outcome(reply: &[String]) -> redis::RedisResult<PledgeOutcome> {
+    let unexpected = || {
+        redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "unexpected reply from the pledge script",
+            reply.join(" "),
+        ))
+    };
+    let accepted =
+        || -> Option<(String, i64)> { Some((reply.get(1)?.clone(), reply.get(2)?.parse().ok()?)) };
+    match reply.first().map(String::as_str) {
+        Some("new") => {
+            let (pledge_id, expires_ms) = accepted().ok_or_else(unexpected)?;
+            Ok(PledgeOutcome::New {
+                pledge_id,
+                expires_ms,
+            })
+        }
+        Some("replay") => {
+            let (pledge_id, expires_ms) = accepted().ok_or_else(unexpected)?;
+            Ok(PledgeOutcome::Replay {
+                pledge_id,
+                expires_ms,
+            })
+        }
+        Some("conflict") => Ok(PledgeOutcome::Conflict),
+        Some("rebuild") => Ok(PledgeOutcome::NotBuilt),
+        _ => Err(unexpected()),
+    }
 }
 
 /// Expires up to `limit` due pending pledges of a campaign (`expire.lua`); returns
@@ -161,174 +172,6 @@ pub async fn expire_due<C: ConnectionLike>(
         .await
 }
 
-/// A pending pledge's payment failed (`pledge_failed.lua`); true when this call
-/// changed it.
-pub async fn pledge_failed<C: ConnectionLike>(
-    conn: &mut C,
-    keys: &CampaignKeys,
-    pledge_id: &str,
-) -> redis::RedisResult<bool> {
-    let changed: i64 = SCRIPTS
-        .pledge_failed
-        .key(keys.pledge(pledge_id))
-        .key(keys.pending())
-        .key(keys.totals())
-        .arg(pledge_id)
-        .arg(keys.base())
-        .arg(keys.channel())
-        .invoke_async(conn)
-        .await?;
-    Ok(changed == 1)
-}
-
-/// A gift committed to the ledger, as the live counters need it.
-pub struct SettledGift<'a> {
-    pub gift_id: &'a str,
-    pub pledge_id: &'a str,
-    pub stream: &'a Slug,
-    pub amount: Money,
-    pub matched: Money,
-    pub currency: &'a str,
-    pub donor_ref: Option<&'a str>,
-    pub anonymous: bool,
-    /// The name shown: already `None` for an anonymous gift.
-    pub public_name: Option<&'a str>,
-    pub message: Option<&'a str>,
-    pub designation: Option<&'a str>,
-    pub campaign_goal: Money,
-    pub stream_goal: Option<Money>,
-}
-
-/// The leaderboard key of a gift: the donor's, except that an anonymous gift has an
-/// entry of its own, never merged with a named donor.
-pub fn board_key(
-    gift_id: &str,
-    pledge_id: &str,
-    anonymous: bool,
-    donor_ref: Option<&str>,
-) -> String {
-    match (anonymous, donor_ref) {
-        (false, Some(r)) => format!("d:{r}"),
-        (false, None) => format!("p:{pledge_id}"),
-        (true, _) => format!("a:{gift_id}"),
-    }
-}
-
-impl SettledGift<'_> {
-    pub fn board_key(&self) -> String {
-        board_key(self.gift_id, self.pledge_id, self.anonymous, self.donor_ref)
-    }
-}
-
-/// Announces a frame that is never logged nor replayed (a test alert) to a stream's
-/// sockets on every gateway.
-pub async fn publish_alert<C: ConnectionLike>(
-    conn: &mut C,
-    keys: &CampaignKeys,
-    stream: &Slug,
-    frame: &str,
-) -> redis::RedisResult<()> {
-    redis::cmd("PUBLISH")
-        .arg(keys.channel())
-        .arg(format!("A {stream} {frame}"))
-        .query_async(conn)
-        .await
-}
-
-/// Counts a settled gift live (`gift.lua`).
-pub async fn gift_settled<C: ConnectionLike>(
-    conn: &mut C,
-    keys: &CampaignKeys,
-    gift: &SettledGift<'_>,
-) -> redis::RedisResult<Applied> {
-    let stream = gift.stream;
-    let reply: i64 = SCRIPTS
-        .gift
-        .key(keys.applied_gifts())
-        .key(keys.pledge(gift.pledge_id))
-        .key(keys.pending())
-        .key(keys.totals())
-        .key(keys.stream_totals(stream))
-        .key(keys.donors())
-        .key(keys.stream_donors(stream))
-        .key(keys.top())
-        .key(keys.stream_top(stream))
-        .key(keys.names())
-        .key(keys.stream_seq(stream))
-        .key(keys.stream_log(stream))
-        .key(keys.milestones())
-        .key(keys.streams())
-        .key(keys.built())
-        .arg(gift.gift_id)
-        .arg(gift.pledge_id)
-        .arg(stream.as_str())
-        .arg(gift.amount.minor_units())
-        .arg(gift.matched.minor_units())
-        .arg(gift.currency)
-        .arg(donor_key(gift.donor_ref, gift.pledge_id))
-        .arg(if gift.anonymous {
-            ""
-        } else {
-            gift.public_name.unwrap_or("")
-        })
-        .arg(gift.message.unwrap_or(""))
-        .arg(gift.designation.unwrap_or(""))
-        .arg(gift.campaign_goal.minor_units())
-        .arg(gift.stream_goal.map_or(0, Money::minor_units))
-        .arg(LOG_LENGTH)
-        .arg(keys.base())
-        .arg(keys.channel())
-        .arg(gift.board_key())
-        .invoke_async(conn)
-        .await?;
-    Ok(Applied::from_reply(reply))
-}
-
-/// A refund committed to the ledger, as the live counters need it.
-pub struct SettledRefund<'a> {
-    pub refund_id: &'a str,
-    pub gift_id: &'a str,
-    pub pledge_id: &'a str,
-    pub stream: &'a Slug,
-    pub amount: Money,
-    pub match_reversed: Money,
-    /// The leaderboard key of the refunded gift ([`SettledGift::board_key`]).
-    pub board_key: &'a str,
-    pub fully_refunded: bool,
-}
-
-/// Takes a refund off the live counters (`refund.lua`).
-pub async fn refund_settled<C: ConnectionLike>(
-    conn: &mut C,
-    keys: &CampaignKeys,
-    refund: &SettledRefund<'_>,
-) -> redis::RedisResult<Applied> {
-    let stream = refund.stream;
-    let reply: i64 = SCRIPTS
-        .refund
-        .key(keys.applied_refunds())
-        .key(keys.pledge(refund.pledge_id))
-        .key(keys.totals())
-        .key(keys.stream_totals(stream))
-        .key(keys.top())
-        .key(keys.stream_top(stream))
-        .key(keys.stream_seq(stream))
-        .key(keys.stream_log(stream))
-        .key(keys.built())
-        .arg(refund.refund_id)
-        .arg(refund.gift_id)
-        .arg(stream.as_str())
-        .arg(refund.amount.minor_units())
-        .arg(refund.match_reversed.minor_units())
-        .arg(refund.board_key)
-        .arg(if refund.fully_refunded { "1" } else { "0" })
-        .arg(LOG_LENGTH)
-        .arg(keys.channel())
-        .invoke_async(conn)
-        .await?;
-    Ok(Applied::from_reply(reply))
-}
-
 /// Raises a stream's seq to at least `floor` (`seq_floor.lua`); returns the seq now.
 pub async fn raise_seq<C: ConnectionLike>(
     conn: &mut C,
@@ -342,4 +185,34 @@ pub async fn raise_seq<C: ConnectionLike>(
         .arg(floor)
         .invoke_async(conn)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prelude_spells_every_status_from_the_enum() {
+        let p = prelude();
+        assert!(p.starts_with("local STATUS = {pending = 'pending', expired = 'expired'"));
+        for s in PledgeStatus::ALL {
+            assert!(p.contains(&format!("{0} = '{0}'", s.as_str())));
+        }
+    }
+
+    #[test]
+    fn an_unexpected_pledge_reply_is_an_error() {
+        let r = |v: &[&str]| pledge_outcome(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            r(&["new", "p1", "42"]).ok(),
+            Some(PledgeOutcome::New {
+                pledge_id: "p1".into(),
+                expires_ms: 42
+            })
+        );
+        assert_eq!(r(&["conflict"]).ok(), Some(PledgeOutcome::Conflict));
+        assert!(r(&["new", "p1"]).is_err());
+        assert!(r(&["what"]).is_err());
+        assert!(r(&[]).is_err());
+    }
 }

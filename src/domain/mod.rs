@@ -5,13 +5,16 @@
 mod campaign;
 mod money;
 mod pledge;
+mod status;
 mod text;
 
 pub use campaign::{CampaignStatus, CampaignWindow, MatchingTerms};
 pub use money::{Currency, Money};
 pub use pledge::{
     IdempotencyKey, MAX_DONOR_NAME, MAX_MESSAGE, Pledge, PledgeFields, PledgeRules, Refusal,
+    public_name,
 };
+pub use status::PledgeStatus;
 pub use text::{DesignationCode, Slug, bounded_text};
 
 /// Why a value from a client cannot become a domain value; names the offending field.

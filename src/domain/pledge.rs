@@ -196,12 +196,14 @@ impl Pledge {
 
     /// The name shown publicly: none for an anonymous pledge, whatever name it carries.
     pub fn public_name(&self) -> Option<&str> {
-        if self.anonymous {
-            None
-        } else {
-            self.donor_name.as_deref()
-        }
+        public_name(self.anonymous, self.donor_name.as_deref())
     }
+}
+
+/// The name a gift shows in public: none when it is anonymous, whatever name it carries.
+/// The one place that rule is written.
+pub fn public_name(anonymous: bool, donor_name: Option<&str>) -> Option<&str> {
+    if anonymous { None } else { donor_name }
 }
 
 #[cfg(test)]

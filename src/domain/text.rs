@@ -1,14 +1,28 @@
 //! Slugs, designation codes and bounded free text, parsed once at the edge.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use super::Invalid;
 
 /// The address of a fund, campaign or stream: `^[a-z0-9][a-z0-9-]{1,62}$`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Slug(String);
+
+impl From<Slug> for String {
+    fn from(slug: Slug) -> String {
+        slug.0
+    }
+}
+
+impl TryFrom<String> for Slug {
+    type Error = Invalid;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Slug::parse("slug", &value)
+    }
+}
 
 impl Slug {
     pub fn parse(field: &str, value: &str) -> Result<Slug, Invalid> {

@@ -145,7 +145,17 @@ async fn refund(
         )
         .into());
     }
-    let delivery = provider(&state)?.refund(&pledge, amount, None).await;
+    let id: uuid::Uuid = pledge_id
+        .parse()
+        .map_err(|_| ApiError::NotFound("no such pledge".into()))?;
+    let Some(paid_by) = crate::ledger::gift_txn(&state.db, &id).await? else {
+        return Err(ApiError::Conflict(
+            "this pledge has no settled gift to refund".into(),
+        ));
+    };
+    let delivery = provider(&state)?
+        .refund(&pledge, &paid_by, amount, None)
+        .await;
     answer(delivery)
 }
 

@@ -126,17 +126,6 @@ async fn create(
     let new = NewStream::try_from(body)?;
     let key = ModerationKey::generate();
     let stream = catalog::create_stream(&state.db, campaign.id, &new, &key).await?;
-    // Campaign milestones go to every stream of the campaign, pledged-to or not.
-    let mut redis = state.redis.clone();
-    let listed: redis::RedisResult<()> = redis::AsyncCommands::sadd(
-        &mut redis,
-        state.keys.campaign(&campaign.slug).streams(),
-        stream.slug().as_str(),
-    )
-    .await;
-    if let Err(e) = listed {
-        tracing::warn!(error = %e, "could not list the new stream for live milestones");
-    }
     tracing::info!(campaign = %campaign.slug, stream = %stream.slug(), "stream created");
     let stream = stream_view(&state, &campaign, stream).await?;
     Ok((

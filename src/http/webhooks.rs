@@ -8,10 +8,11 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use serde::Serialize;
+use std::time::Duration;
 
 use super::{ApiError, RawBody};
 use crate::AppState;
-use crate::ledger::Outcome;
+use crate::ledger::{Outcome, record_invalid};
 use crate::payments::PaymentEvent;
 use crate::payments::signature::{self, HEADER};
 
@@ -38,8 +39,7 @@ pub struct Receipt {
     request_body = PaymentEvent,
     params(("Livefund-Signature" = String, Header, description = "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, \"<t>.<raw body>\")>")),
     responses(
-        (status = 200, description = "Committed (or a replay of a committed event)", body = Receipt),
-        (status = 400, description = "Signed, but not a valid event", body = super::ErrorBody),
+        (status = 200, description = "Committed (or a replay of a committed event); a signed body that cannot be understood is recorded as an `invalid_event` exception", body = Receipt),
         (status = 401, description = "bad_signature: nothing recorded", body = super::ErrorBody),
         (status = 413, description = "payload_too_large", body = super::ErrorBody),
         (status = 503, description = "unavailable: nothing committed, deliver again", body = super::ErrorBody),
@@ -51,19 +51,37 @@ async fn receive(
     RawBody(body): RawBody,
 ) -> Result<axum::Json<Receipt>, ApiError> {
     verify(&state, &headers, &body)?;
-    let event: PaymentEvent = super::json::parse(&body)?;
-    event.check().map_err(|invalid| ApiError::BadRequest {
-        message: invalid.to_string(),
-        field: Some(invalid.field),
-    })?;
+    let event = match understand(&body) {
+        Ok(event) => event,
+        Err(reason) => {
+            let event_id = record_invalid(&state.db, &body, &reason).await?;
+            return Ok(receipt(event_id, &Outcome::Exception("invalid_event")));
+        }
+    };
     let event_id = event.event_id.clone();
-    let outcome = state
-        .settler
-        .settle(event)
-        .await
-        .map_err(|_| ApiError::Unavailable("the ledger"))?;
+    let settled = tokio::time::timeout(SETTLE_TIMEOUT, state.settler.settle(event, body)).await;
+    let outcome = match settled {
+        Ok(Ok(outcome)) => outcome,
+        // Not committed, or not known to be: the provider delivers again, and a
+        // replay of a committed event changes nothing.
+        Ok(Err(_)) | Err(_) => return Err(ApiError::Unavailable("the ledger")),
+    };
+    Ok(receipt(event_id, &outcome))
+}
+
+/// The longest a delivery waits for its commit before it is answered 503.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The event a signed body carries, or why it carries none.
+fn understand(body: &[u8]) -> Result<PaymentEvent, String> {
+    let event: PaymentEvent = super::json::parse(body).map_err(|e| e.to_string())?;
+    event.check().map_err(|invalid| invalid.to_string())?;
+    Ok(event)
+}
+
+fn receipt(event_id: String, outcome: &Outcome) -> axum::Json<Receipt> {
     metrics::counter!("livefund_webhooks_total", "outcome" => outcome.word()).increment(1);
-    Ok(axum::Json(Receipt {
+    axum::Json(Receipt {
         received: true,
         event_id,
         outcome: outcome.word(),
@@ -71,7 +89,7 @@ async fn receive(
             Outcome::Exception(kind) => Some(kind),
             _ => None,
         },
-    }))
+    })
 }
 
 fn verify(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<(), ApiError> {

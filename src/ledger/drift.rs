@@ -1,19 +1,55 @@
 //! The drift check: compares the live counters with the ledger, exports the difference
-//! as a metric, and repairs a campaign whose counters stay wrong.
+//! as a metric, and repairs a campaign whose counters are wrong. The quick comparison
+//! takes no lock; when it sees a difference, the exact one runs under the campaign's
+//! lock, with the effects still waiting in the outbox set aside, and repairs from the
+//! same snapshot of the ledger.
 
 use redis::aio::ConnectionLike;
-use sqlx::PgPool;
-use std::collections::HashMap;
+use sqlx::{Connection, PgPool};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use super::rebuild::{RebuildError, Scope, rebuild};
-use super::sums::{LedgerCounters, ledger_totals};
-use crate::counters::{FIELDS, Keys};
+use super::lock::CampaignLock;
+use super::outbox::LiveEffect;
+use super::rebuild::{self, RebuildError, Scope, campaign_id, expected_now};
+use super::sums::{LedgerCounters, LedgerTotals, ledger_totals};
+use crate::counters::{CampaignKeys, FIELDS, Keys};
 use crate::domain::Slug;
 
-/// Compares one campaign's live counters with its ledger; returns the drift (0 when
-/// they agree).
+/// The live counters of the campaign and of each of `totals`' streams, in one read.
+async fn live_counters<C: ConnectionLike>(
+    redis: &mut C,
+    k: &CampaignKeys,
+    totals: &LedgerTotals,
+) -> redis::RedisResult<(LedgerCounters, Vec<LedgerCounters>)> {
+    let mut pipe = redis::pipe();
+    pipe.atomic().hmget(k.totals(), &FIELDS[..]);
+    for (slug, _, _) in &totals.streams {
+        let stream = Slug::parse("stream", slug).map_err(|e| {
+            redis::RedisError::from((redis::ErrorKind::Client, "bad slug", e.to_string()))
+        })?;
+        pipe.hmget(k.stream_totals(&stream), &FIELDS[..]);
+    }
+    let replies: Vec<Vec<Option<i64>>> = pipe.query_async(redis).await?;
+    let mut all = replies.iter().map(|r| LedgerCounters::from_fields(r));
+    let campaign = all.next().unwrap_or_default();
+    Ok((campaign, all.collect()))
+}
+
+fn drift_between(
+    (campaign, streams): &(LedgerCounters, Vec<LedgerCounters>),
+    (live_campaign, live_streams): &(LedgerCounters, Vec<LedgerCounters>),
+) -> i64 {
+    let per_stream: i64 = streams
+        .iter()
+        .zip(live_streams)
+        .map(|(ledger, live)| ledger.drift(live))
+        .sum();
+    campaign.drift(live_campaign) + per_stream
+}
+
+/// Compares one campaign's live counters with its ledger, without a lock; returns the
+/// drift (0 when they agree). An effect committed but not yet applied shows here.
 pub async fn drift_of<C: ConnectionLike>(
     db: &PgPool,
     redis: &mut C,
@@ -25,50 +61,93 @@ pub async fn drift_of<C: ConnectionLike>(
         return Ok(0);
     };
     let k = keys.campaign(campaign);
-    let mut pipe = redis::pipe();
-    pipe.hmget(k.totals(), &FIELDS[..]);
-    let mut slugs = Vec::new();
-    for (slug, _, _) in &ledger.streams {
-        if let Ok(s) = Slug::parse("stream", slug) {
-            pipe.hmget(k.stream_totals(&s), &FIELDS[..]);
-            slugs.push(s);
-        }
-    }
-    let replies: Vec<Vec<Option<i64>>> = pipe.query_async(redis).await?;
-    let live = |v: &Vec<Option<i64>>| LedgerCounters {
-        pledged: v.first().copied().flatten().unwrap_or(0),
-        confirmed: v.get(1).copied().flatten().unwrap_or(0),
-        matched: v.get(2).copied().flatten().unwrap_or(0),
-        refunded: v.get(3).copied().flatten().unwrap_or(0),
-        gifts: v.get(4).copied().flatten().unwrap_or(0),
-    };
-    let mut drift = replies
-        .first()
-        .map_or(0, |v| ledger.campaign.drift(&live(v)));
-    for ((_, _, counters), reply) in ledger.streams.iter().zip(replies.iter().skip(1)) {
-        drift += counters.drift(&live(reply));
-    }
-    Ok(drift)
+    let live = live_counters(redis, &k, &ledger).await?;
+    let expected = (
+        ledger.campaign,
+        ledger.streams.iter().map(|(_, _, c)| *c).collect(),
+    );
+    Ok(drift_between(&expected, &live))
 }
 
-/// How much settlement the live counters have seen: gifts and refunds counted.
-async fn activity<C: ConnectionLike>(
+/// Under the campaign's lock, compares the live counters with the ledger less the
+/// effects waiting in the outbox that Redis has not counted yet; when they differ,
+/// rewrites the settled counters from the same snapshot. Returns the drift found.
+pub async fn check_and_repair<C: ConnectionLike>(
+    db: &PgPool,
     redis: &mut C,
     keys: &Keys,
     campaign: &Slug,
-) -> redis::RedisResult<i64> {
-    let k = keys.campaign(campaign);
-    let (gifts, refunds): (i64, i64) = redis::pipe()
-        .scard(k.applied_gifts())
-        .scard(k.applied_refunds())
-        .query_async(redis)
+) -> Result<i64, RebuildError> {
+    let id = campaign_id(db, campaign).await?;
+    let mut lock = CampaignLock::acquire(db, id).await?;
+    let mut snap_tx = lock
+        .conn()
+        .begin_with("begin isolation level repeatable read, read only")
         .await?;
-    Ok(gifts + refunds)
+    let Some((totals, waiting)) = rebuild::totals_and_waiting(&mut snap_tx, id).await? else {
+        return Err(RebuildError::UnknownCampaign(campaign.to_string()));
+    };
+    let k = keys.campaign(campaign);
+    let uncounted = uncounted(redis, &k, &waiting).await?;
+    let live = live_counters(redis, &k, &totals).await?;
+    let drift = drift_between(&expected_now(&totals, &uncounted), &live);
+    if drift != 0 {
+        tracing::warn!(campaign = %campaign, drift, "live counters drifted from the ledger; repairing");
+        let snap = rebuild::the_rest(&mut snap_tx, totals).await?;
+        rebuild::write_snapshot(&mut snap_tx, redis, keys, campaign, &snap, Scope::Settled).await?;
+    }
+    snap_tx.commit().await?;
+    lock.release().await?;
+    Ok(drift)
+}
+
+/// What the waiting effects Redis has not counted yet will add, by stream.
+async fn uncounted<C: ConnectionLike>(
+    redis: &mut C,
+    k: &CampaignKeys,
+    waiting: &[LiveEffect],
+) -> redis::RedisResult<Vec<(String, LedgerCounters)>> {
+    let mut pipe = redis::pipe();
+    let mut changes = Vec::new();
+    for effect in waiting {
+        match effect {
+            LiveEffect::Gift(g) => {
+                pipe.sismember(k.applied_gifts(), &g.gift_id);
+                let change = LedgerCounters {
+                    confirmed: g.amount.minor_units(),
+                    matched: g.matched.minor_units(),
+                    gifts: 1,
+                    ..LedgerCounters::default()
+                };
+                changes.push((g.stream.to_string(), change));
+            }
+            LiveEffect::Refund(r) => {
+                pipe.sismember(k.applied_refunds(), &r.refund_id);
+                let change = LedgerCounters {
+                    confirmed: -r.amount.minor_units(),
+                    refunded: r.amount.minor_units(),
+                    matched: -r.match_reversed.minor_units(),
+                    ..LedgerCounters::default()
+                };
+                changes.push((r.stream.to_string(), change));
+            }
+            _ => {}
+        }
+    }
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let counted: Vec<bool> = pipe.query_async(redis).await?;
+    Ok(changes
+        .into_iter()
+        .zip(counted)
+        .filter(|(_, counted)| !counted)
+        .map(|(change, _)| change)
+        .collect())
 }
 
 /// Every `every`, compares each open campaign's live counters with the ledger, exports
-/// `livefund_counter_drift{campaign}`, and repairs a campaign that drifted on two checks
-/// in a row (one check may catch a gift between its commit and its live effect).
+/// `livefund_counter_drift{campaign}`, and repairs what is wrong.
 pub async fn run_drift_check<C: ConnectionLike + Clone + Send + 'static>(
     db: PgPool,
     redis: C,
@@ -76,8 +155,6 @@ pub async fn run_drift_check<C: ConnectionLike + Clone + Send + 'static>(
     every: Duration,
     stop: CancellationToken,
 ) {
-    // Campaign → (drift, live activity) at the last check that saw drift.
-    let mut drifted: HashMap<String, (i64, i64)> = HashMap::new();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.reset();
@@ -99,39 +176,23 @@ pub async fn run_drift_check<C: ConnectionLike + Clone + Send + 'static>(
             }
         };
         for slug in open {
-            let Ok(campaign) = Slug::parse("campaign", &slug) else {
-                continue;
-            };
-            let mut conn = redis.clone();
-            let Ok(activity) = activity(&mut conn, &keys, &campaign).await else {
-                continue;
-            };
-            match drift_of(&db, &mut conn, &keys, &campaign).await {
-                Ok(0) => {
-                    drifted.remove(&slug);
-                    metrics::gauge!("livefund_counter_drift", "campaign" => slug.clone()).set(0.0);
-                }
-                Ok(drift) => {
-                    metrics::gauge!("livefund_counter_drift", "campaign" => slug.clone())
-                        .set(drift as f64);
-                    // Repaired only when the same drift stays with nothing settled in
-                    // between: a gift between its commit and its live effect is not drift,
-                    // and a repair must not race one.
-                    if drifted.insert(slug.clone(), (drift, activity)) == Some((drift, activity)) {
-                        tracing::warn!(campaign = %slug, drift, "live counters drifted from the ledger; repairing");
-                        if let Err(e) =
-                            rebuild(&db, &mut conn, &keys, &campaign, Scope::Settled).await
-                        {
-                            tracing::warn!(error = %e, "drift repair failed");
-                        } else {
-                            drifted.remove(&slug);
-                        }
-                    } else {
-                        tracing::info!(campaign = %slug, drift, "live counters differ from the ledger; checking again");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, campaign = %slug, "drift check failed"),
+            if let Ok(campaign) = Slug::parse("campaign", &slug) {
+                check_one(&db, &mut redis.clone(), &keys, &campaign).await;
             }
         }
+    }
+}
+
+async fn check_one<C: ConnectionLike>(db: &PgPool, redis: &mut C, keys: &Keys, campaign: &Slug) {
+    let gauge = metrics::gauge!("livefund_counter_drift", "campaign" => campaign.to_string());
+    let found = match drift_of(db, redis, keys, campaign).await {
+        Ok(0) => Ok(0),
+        // A difference may be an effect on its way: look again, exactly, under the lock.
+        Ok(_) => check_and_repair(db, redis, keys, campaign).await,
+        Err(e) => Err(e),
+    };
+    match found {
+        Ok(drift) => gauge.set(drift as f64),
+        Err(e) => tracing::warn!(error = %e, campaign = %campaign, "drift check failed"),
     }
 }

@@ -1,11 +1,24 @@
 //! What a batch of payment events does to the ledger, decided in memory from what the
 //! ledger already holds: no I/O here, so every rule is unit-tested. Events are taken in
 //! order; each one sees the effects of those before it.
+//!
+//! The rules, in short: a payment makes one gift per pledge; a payment that cannot be a
+//! gift (unknown pledge, wrong amount or currency, a second charge, after close) is a
+//! *charge*: money taken, recorded as an exception. A refund reduces exactly the payment it
+//! names (`refunded_txn_id`), a gift or a charge; without a name, the pledge's gift. A
+//! refund whose payment has not arrived is parked and applied when it does.
 
-use std::collections::{HashMap, HashSet};
+mod pay;
+mod progress;
+mod refund;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
+use crate::domain::PledgeStatus;
 use crate::payments::{EventKind, PaymentEvent};
+
+pub use progress::MILESTONES;
 
 /// A pledge as settlement needs it.
 #[derive(Debug, Clone)]
@@ -22,11 +35,19 @@ pub struct PledgeFacts {
     pub donor_ref: Option<String>,
 }
 
+impl PledgeFacts {
+    /// The name shown publicly: none for an anonymous pledge, whatever name it carries.
+    pub fn public_name(&self) -> Option<&str> {
+        crate::domain::public_name(self.anonymous, self.donor_name.as_deref())
+    }
+}
+
 /// A settled gift, with what has been refunded and matched of it so far.
 #[derive(Debug, Clone)]
 pub struct GiftFacts {
     pub id: Uuid,
     pub pledge_id: Uuid,
+    pub provider_txn_id: String,
     pub amount: i64,
     pub currency: String,
     pub campaign_id: i64,
@@ -38,6 +59,18 @@ pub struct GiftFacts {
     pub reversed: i64,
 }
 
+/// A payment recorded as an exception: money the provider took that is not a gift.
+#[derive(Debug, Clone)]
+pub struct ChargeFacts {
+    /// The exception's event id.
+    pub event_id: String,
+    pub provider_txn_id: String,
+    pub campaign_id: Option<i64>,
+    pub amount: i64,
+    pub currency: String,
+    pub refunded: i64,
+}
+
 /// A campaign's sponsor pool, locked for this batch.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolFacts {
@@ -46,18 +79,48 @@ pub struct PoolFacts {
     pub spent: i64,
 }
 
+/// A campaign's or a stream's confirmed total against its goal, and the milestones it
+/// already reached.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub goal: Option<i64>,
+    pub confirmed: i64,
+    pub reached: BTreeSet<i32>,
+}
+
+/// A campaign as settlement needs it (its row is locked for the batch).
+#[derive(Debug, Clone, Default)]
+pub struct CampaignFacts {
+    pub closed: bool,
+    pub progress: Progress,
+}
+
 /// What the ledger holds that the batch's events touch.
 #[derive(Debug, Default)]
 pub struct Known {
     pub pledges: HashMap<Uuid, PledgeFacts>,
-    /// Campaign id → whether it is closed.
-    pub closed: HashMap<i64, bool>,
+    pub campaigns: HashMap<i64, CampaignFacts>,
+    /// Stream id → its progress.
+    pub streams: HashMap<i64, Progress>,
+    /// Gifts by pledge id.
     pub gifts: HashMap<Uuid, GiftFacts>,
-    pub gift_txns: HashSet<String>,
-    pub refund_txns: HashSet<String>,
+    /// A gift's provider transaction → its pledge.
+    pub gift_txns: HashMap<String, Uuid>,
+    /// Charges by provider transaction.
+    pub charges: HashMap<String, ChargeFacts>,
+    /// Refund transactions applied (to a gift or a charge).
+    pub applied_refunds: HashSet<String>,
+    /// Refund transactions parked, waiting for their payment.
+    pub parked_refunds: HashSet<String>,
     pub pools: HashMap<i64, PoolFacts>,
-    /// Refunds that came before their payment, by pledge, in arrival order.
-    pub parked: HashMap<Uuid, Vec<PaymentEvent>>,
+    /// Refunds that came before their payment, in arrival order.
+    pub parked: Vec<PaymentEvent>,
+}
+
+impl Known {
+    fn closed(&self, campaign: i64) -> bool {
+        self.campaigns.get(&campaign).is_some_and(|c| c.closed)
+    }
 }
 
 /// What became of one event.
@@ -65,6 +128,8 @@ pub struct Known {
 pub enum Outcome {
     Gift(Uuid),
     Refund(Uuid),
+    /// A refund of a charge (a payment recorded as an exception).
+    ChargeRefund(Uuid),
     Failed,
     /// No effect: a replay, a second event for a transaction, a failure after success.
     Ignored,
@@ -77,6 +142,7 @@ impl Outcome {
         match self {
             Outcome::Gift(_) => "gift",
             Outcome::Refund(_) => "refund",
+            Outcome::ChargeRefund(_) => "exception_refund",
             Outcome::Failed => "failed",
             Outcome::Ignored => "ignored",
             Outcome::Test => "test",
@@ -104,6 +170,18 @@ pub struct NewRefund {
     pub amount: i64,
     pub reversed: i64,
     pub fully: bool,
+    /// Settled after the campaign closed: a post-close adjustment.
+    pub post_close: bool,
+}
+
+/// A refund of a charge.
+#[derive(Debug, Clone)]
+pub struct NewChargeRefund {
+    pub id: Uuid,
+    pub charge: ChargeFacts,
+    pub provider_txn_id: String,
+    pub event_id: String,
+    pub amount: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -114,21 +192,121 @@ pub struct NewException {
     pub detail: String,
 }
 
-/// Everything the batch writes, and what it tells the live counters after commit.
+/// How an exception was resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// A parked refund was applied to its payment.
+    Applied,
+    /// The charge was refunded in full.
+    Refunded,
+    /// A parked refund whose refund had already been applied.
+    Replayed,
+}
+
+impl Resolution {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Applied => "applied",
+            Resolution::Refunded => "refunded",
+            Resolution::Replayed => "replayed",
+        }
+    }
+}
+
+/// An exception (by its event id) resolved by the event `by`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub event_id: String,
+    pub how: Resolution,
+    pub by: String,
+}
+
+/// A parked refund that, once its payment came, was refused after all: its exception
+/// becomes `kind`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reclassified {
+    pub event_id: String,
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+/// A milestone reached for the first time: `stream` `None` is the campaign's own goal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMilestone {
+    pub campaign_id: i64,
+    pub stream_id: Option<i64>,
+    pub reached: i32,
+}
+
+/// A live effect of the batch, in the order it is to be announced.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// `Plan::gifts[i]`.
+    Gift(usize),
+    /// `Plan::refunds[i]`.
+    Refund(usize),
+    /// `Plan::milestones[i]`.
+    Milestone(usize),
+    /// The pledge's payment failed: it leaves `pledged`.
+    Failed(PledgeFacts),
+    /// A provider's test event: an alert marked test.
+    Test(PledgeFacts, PaymentEvent),
+}
+
+/// Everything the batch writes, and the live effects that follow.
 #[derive(Debug, Default)]
 pub struct Plan {
     /// One per event, in the batch's order.
     pub outcomes: Vec<Outcome>,
     pub gifts: Vec<NewGift>,
     pub refunds: Vec<NewRefund>,
+    pub charge_refunds: Vec<NewChargeRefund>,
     pub exceptions: Vec<NewException>,
-    /// Event ids of parked refunds applied now.
-    pub resolved: Vec<String>,
-    pub statuses: Vec<(Uuid, &'static str)>,
-    /// Pledges whose payment failed (live: they leave `pledged`).
-    pub failed: Vec<PledgeFacts>,
-    /// Test events to show as test alerts.
-    pub tests: Vec<(PledgeFacts, PaymentEvent)>,
+    pub resolved: Vec<Resolved>,
+    pub reclassified: Vec<Reclassified>,
+    /// Parked refunds of earlier batches applied now, with what they came to.
+    pub late_outcomes: Vec<(String, Outcome)>,
+    pub statuses: Vec<(Uuid, PledgeStatus)>,
+    pub milestones: Vec<NewMilestone>,
+    pub effects: Vec<Effect>,
+}
+
+impl Plan {
+    /// The net change of confirmed money per stream and per campaign.
+    pub fn confirmed_deltas(&self) -> (HashMap<i64, i64>, HashMap<i64, i64>) {
+        let mut streams: HashMap<i64, i64> = HashMap::new();
+        let mut campaigns: HashMap<i64, i64> = HashMap::new();
+        let changes = self
+            .gifts
+            .iter()
+            .map(|g| (g.pledge.stream_id, g.pledge.campaign_id, g.pledge.amount))
+            .chain(
+                self.refunds
+                    .iter()
+                    .map(|r| (r.gift.stream_id, r.gift.campaign_id, -r.amount)),
+            );
+        for (stream, campaign, delta) in changes {
+            *streams.entry(stream).or_default() += delta;
+            *campaigns.entry(campaign).or_default() += delta;
+        }
+        (streams, campaigns)
+    }
+
+    fn exception(
+        &mut self,
+        event: &PaymentEvent,
+        campaign: Option<i64>,
+        kind: &'static str,
+        detail: String,
+    ) -> Outcome {
+        self.exceptions.push(NewException {
+            event: event.clone(),
+            campaign_id: campaign,
+            kind,
+            detail,
+        });
+        Outcome::Exception(kind)
+    }
 }
 
 fn pledge_id(event: &PaymentEvent) -> Option<Uuid> {
@@ -146,201 +324,26 @@ pub fn plan(events: &[PaymentEvent], known: &mut Known) -> Plan {
     plan
 }
 
-fn exception(
-    plan: &mut Plan,
-    event: &PaymentEvent,
-    campaign: Option<i64>,
-    kind: &'static str,
-    detail: String,
-) -> Outcome {
-    plan.exceptions.push(NewException {
-        event: event.clone(),
-        campaign_id: campaign,
-        kind,
-        detail,
-    });
-    Outcome::Exception(kind)
-}
-
 fn decide(event: &PaymentEvent, known: &mut Known, plan: &mut Plan) -> Outcome {
     let pledge = pledge_id(event).and_then(|id| known.pledges.get(&id).cloned());
     if event.test {
         if let Some(p) = pledge {
-            plan.tests.push((p, event.clone()));
+            plan.effects.push(Effect::Test(p, event.clone()));
         }
         return Outcome::Test;
     }
     match event.kind {
-        EventKind::PaymentSucceeded => pay(event, pledge, known, plan),
+        EventKind::PaymentSucceeded => pay::pay(event, pledge, known, plan),
         EventKind::PaymentFailed => match pledge {
             Some(p) if !known.gifts.contains_key(&p.id) => {
-                plan.statuses.push((p.id, "failed"));
-                plan.failed.push(p);
+                plan.statuses.push((p.id, PledgeStatus::Failed));
+                plan.effects.push(Effect::Failed(p));
                 Outcome::Failed
             }
             _ => Outcome::Ignored,
         },
-        EventKind::RefundSucceeded => refund(event, pledge, known, plan),
+        EventKind::RefundSucceeded => refund::refund(event, pledge, known, plan),
     }
-}
-
-fn pay(
-    event: &PaymentEvent,
-    pledge: Option<PledgeFacts>,
-    known: &mut Known,
-    plan: &mut Plan,
-) -> Outcome {
-    if known.gift_txns.contains(&event.provider_txn_id) {
-        return Outcome::Ignored;
-    }
-    let Some(p) = pledge else {
-        return exception(
-            plan,
-            event,
-            None,
-            "unknown_pledge",
-            "no pledge with this id".into(),
-        );
-    };
-    let campaign = Some(p.campaign_id);
-    if known.closed.get(&p.campaign_id).copied().unwrap_or(false) {
-        return exception(
-            plan,
-            event,
-            campaign,
-            "payment_after_close",
-            "the campaign is closed".into(),
-        );
-    }
-    if event.currency != p.currency {
-        let detail = format!("pledged in {}, paid in {}", p.currency, event.currency);
-        return exception(plan, event, campaign, "currency_mismatch", detail);
-    }
-    if event.amount != p.amount {
-        let detail = format!("pledged {}, paid {}", p.amount, event.amount);
-        return exception(plan, event, campaign, "amount_mismatch", detail);
-    }
-    if event.fee < 0 || event.fee > event.amount {
-        let detail = format!("fee {} is not between 0 and the amount", event.fee);
-        return exception(plan, event, campaign, "invalid_event", detail);
-    }
-    if known.gifts.contains_key(&p.id) {
-        let detail = "the pledge was already paid under another transaction".into();
-        return exception(plan, event, campaign, "duplicate_payment", detail);
-    }
-    let matched = known.pools.get_mut(&p.campaign_id).map_or(0, |pool| {
-        let m = (event.amount.saturating_mul(pool.ratio_percent) / 100).min(pool.cap - pool.spent);
-        pool.spent += m;
-        m
-    });
-    let gift = GiftFacts {
-        id: Uuid::new_v4(),
-        pledge_id: p.id,
-        amount: event.amount,
-        currency: event.currency.clone(),
-        campaign_id: p.campaign_id,
-        stream_id: p.stream_id,
-        anonymous: p.anonymous,
-        donor_ref: p.donor_ref.clone(),
-        matched,
-        refunded: 0,
-        reversed: 0,
-    };
-    known.gift_txns.insert(event.provider_txn_id.clone());
-    known.gifts.insert(p.id, gift.clone());
-    plan.statuses.push((p.id, "confirmed"));
-    plan.gifts.push(NewGift {
-        id: gift.id,
-        pledge: p.clone(),
-        provider_txn_id: event.provider_txn_id.clone(),
-        event_id: event.event_id.clone(),
-        fee: event.fee,
-        matched,
-    });
-    // Refunds that arrived before this payment apply now, in their order.
-    for parked in known.parked.remove(&p.id).unwrap_or_default() {
-        if matches!(
-            refund(&parked, Some(p.clone()), known, plan),
-            Outcome::Refund(_)
-        ) {
-            plan.resolved.push(parked.event_id.clone());
-        }
-    }
-    Outcome::Gift(gift.id)
-}
-
-fn refund(
-    event: &PaymentEvent,
-    pledge: Option<PledgeFacts>,
-    known: &mut Known,
-    plan: &mut Plan,
-) -> Outcome {
-    if known.refund_txns.contains(&event.provider_txn_id) {
-        return Outcome::Ignored;
-    }
-    let campaign = pledge.as_ref().map(|p| p.campaign_id);
-    let Some(gift) = pledge
-        .as_ref()
-        .and_then(|p| known.gifts.get(&p.id))
-        .cloned()
-    else {
-        // Kept aside: if the payment comes later, the refund applies then.
-        if let Some(p) = &pledge {
-            let parked = known.parked.entry(p.id).or_default();
-            if !parked.iter().any(|e| e.event_id == event.event_id) {
-                parked.push(event.clone());
-            }
-        }
-        return exception(
-            plan,
-            event,
-            campaign,
-            "refund_without_gift",
-            "no settled gift for this pledge".into(),
-        );
-    };
-    if event.currency != gift.currency || event.amount <= 0 {
-        let detail = format!(
-            "refund of {} {} on a gift in {}",
-            event.amount, event.currency, gift.currency
-        );
-        return exception(plan, event, campaign, "invalid_event", detail);
-    }
-    let left = gift.amount - gift.refunded;
-    if event.amount > left {
-        let detail = format!("refund of {} with {} left on the gift", event.amount, left);
-        return exception(plan, event, campaign, "refund_exceeds_gift", detail);
-    }
-    let refunded = gift.refunded + event.amount;
-    // The match goes back in proportion; a whole refund takes back the whole match.
-    let reversed_total =
-        (i128::from(gift.matched) * i128::from(refunded) / i128::from(gift.amount)) as i64;
-    let reversed = reversed_total - gift.reversed;
-    if let Some(pool) = known.pools.get_mut(&gift.campaign_id) {
-        pool.spent -= reversed;
-    }
-    let updated = GiftFacts {
-        refunded,
-        reversed: reversed_total,
-        ..gift.clone()
-    };
-    known.gifts.insert(gift.pledge_id, updated);
-    known.refund_txns.insert(event.provider_txn_id.clone());
-    let fully = refunded == gift.amount;
-    if fully {
-        plan.statuses.push((gift.pledge_id, "refunded"));
-    }
-    let id = Uuid::new_v4();
-    plan.refunds.push(NewRefund {
-        id,
-        gift,
-        provider_txn_id: event.provider_txn_id.clone(),
-        event_id: event.event_id.clone(),
-        amount: event.amount,
-        reversed,
-        fully,
-    });
-    Outcome::Refund(id)
 }
 
 #[cfg(test)]

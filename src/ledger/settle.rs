@@ -1,14 +1,16 @@
 //! Settling one batch of payment events in one transaction: record the events (a
-//! replayed event id is a no-op), load what they touch, plan, write, commit. A batch
-//! that races another gateway's is retried from the start.
+//! replayed event id is a no-op), load and lock what they touch, plan, write the ledger
+//! rows and the outbox of live effects, commit. A batch that races another gateway's is
+//! retried from the start.
 
 use sqlx::{Postgres, Transaction};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
-use super::effects::{Effects, StreamMeta};
+use super::load::{self, Txns};
+use super::outbox::{self, Streams};
 use super::plan::{self, Known, Outcome, PledgeFacts};
-use super::{load, write};
+use super::{records, write};
 use crate::AppState;
 use crate::domain::Slug;
 use crate::payments::PaymentEvent;
@@ -20,15 +22,51 @@ const ATTEMPTS: u32 = 5;
 pub struct Settled {
     /// One per event given, in order.
     pub outcomes: Vec<Outcome>,
-    /// What to tell the live counters now that it is committed.
-    pub effects: Effects,
+    /// How many live effects it left in the outbox.
+    pub effects: usize,
+}
+
+/// Why a batch did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    #[error("settlement kept racing another gateway on {0}")]
+    Raced(&'static str),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("the live store could not be read: {0}")]
+    LiveStore(String),
+}
+
+impl SettleError {
+    /// Whether the error is tied to the events themselves (their data breaks a constraint
+    /// or a type, or they keep racing): settled one by one, the others go through. Any
+    /// other error (the database is gone) fails the whole batch at once.
+    pub fn tied_to_events(&self) -> bool {
+        match self {
+            SettleError::Raced(_) => true,
+            SettleError::Database(e) => e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+            SettleError::LiveStore(_) => false,
+        }
+    }
+}
+
+impl From<write::WriteError> for SettleError {
+    fn from(e: write::WriteError) -> Self {
+        match e {
+            write::WriteError::Raced(what) => SettleError::Raced(what),
+            write::WriteError::Database(e) => SettleError::Database(e),
+        }
+    }
 }
 
 /// Settles `events` (in arrival order) in one transaction.
 pub async fn settle_batch(
     state: &AppState,
     events: &[PaymentEvent],
-) -> Result<Settled, sqlx::Error> {
+) -> Result<Settled, SettleError> {
     // Within a batch, a repeated event id is a replay of its first delivery.
     let mut seen = HashSet::new();
     let unique: Vec<PaymentEvent> = events
@@ -43,58 +81,50 @@ pub async fn settle_batch(
         match settle_in(state, &mut tx, &unique).await {
             Ok((by_event, effects)) => {
                 tx.commit().await?;
-                // Only an event's first delivery gets its outcome; any other is a replay.
-                let mut answered = HashSet::new();
-                let outcomes = events
-                    .iter()
-                    .map(|e| match by_event.get(&e.event_id) {
-                        Some(outcome) if answered.insert(e.event_id.clone()) => outcome.clone(),
-                        _ => Outcome::Ignored,
-                    })
-                    .collect();
-                return Ok(Settled { outcomes, effects });
+                return Ok(Settled {
+                    outcomes: answers(events, &by_event),
+                    effects,
+                });
             }
-            Err(Failure::Raced(what)) if attempt < ATTEMPTS => {
-                tracing::info!(what, attempt, "settlement raced another gateway; retrying");
+            Err(e) if retryable(&e) && attempt < ATTEMPTS => {
+                tracing::info!(error = %e, attempt, "settlement raced another gateway; retrying");
                 let _ = tx.rollback().await;
             }
-            Err(Failure::Raced(what)) => {
-                return Err(sqlx::Error::Protocol(format!(
-                    "settlement kept racing on {what}"
-                )));
-            }
-            Err(Failure::Database(e)) if retryable(&e) && attempt < ATTEMPTS => {
-                tracing::info!(error = %e, attempt, "settlement conflict; retrying");
-                let _ = tx.rollback().await;
-            }
-            Err(Failure::Database(e)) => return Err(e),
+            Err(e) => return Err(e),
         }
     }
 }
 
-enum Failure {
-    Raced(&'static str),
-    Database(sqlx::Error),
+/// Only an event's first delivery gets its outcome; any other is a replay.
+fn answers(events: &[PaymentEvent], by_event: &HashMap<String, Outcome>) -> Vec<Outcome> {
+    let mut answered = HashSet::new();
+    events
+        .iter()
+        .map(|e| match by_event.get(&e.event_id) {
+            Some(outcome) if answered.insert(e.event_id.clone()) => outcome.clone(),
+            _ => Outcome::Ignored,
+        })
+        .collect()
 }
 
-impl From<sqlx::Error> for Failure {
-    fn from(e: sqlx::Error) -> Self {
-        Failure::Database(e)
+/// Races, deadlocks and serialization failures between concurrent batches are worth a
+/// retry.
+fn retryable(e: &SettleError) -> bool {
+    match e {
+        SettleError::Raced(_) => true,
+        SettleError::Database(e) => e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|code| code == "40P01" || code == "40001"),
+        SettleError::LiveStore(_) => false,
     }
-}
-
-/// Deadlocks and serialization failures between concurrent batches are worth a retry.
-fn retryable(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|code| code == "40P01" || code == "40001")
 }
 
 async fn settle_in(
     state: &AppState,
     tx: &mut Transaction<'_, Postgres>,
     events: &[PaymentEvent],
-) -> Result<(HashMap<String, Outcome>, Effects), Failure> {
+) -> Result<(HashMap<String, Outcome>, usize), SettleError> {
     let new: HashSet<String> = write::record_events(tx, events)
         .await?
         .into_iter()
@@ -104,58 +134,70 @@ async fn settle_in(
         .filter(|e| new.contains(&e.event_id))
         .cloned()
         .collect();
-    let mut known = Known::default();
-    if !fresh.is_empty() {
-        let ids: Vec<Uuid> = fresh
-            .iter()
-            .filter_map(|e| e.pledge_id.parse().ok())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        for p in load::pledges(tx, &ids).await? {
-            known.pledges.insert(p.id, p);
-        }
-        let missing: Vec<Uuid> = ids
-            .into_iter()
-            .filter(|id| !known.pledges.contains_key(id))
-            .collect();
-        let live = live_pledges(state, &missing).await?;
-        write::pledges(tx, &live).await?;
-        for p in live {
-            known.pledges.insert(p.id, p);
-        }
-        // Events on the same pledge settle one transaction at a time, on every gateway:
-        // what the rest of the batch reads (gifts, refunds so far, parked refunds) is then
-        // what the previous holder committed.
-        let locked: Vec<Uuid> = known.pledges.keys().copied().collect();
-        load::lock_pledges(tx, &locked).await?;
-        load::rest(tx, &fresh, &mut known).await?;
+    if fresh.is_empty() {
+        return Ok((HashMap::new(), 0));
     }
+    let (mut known, streams) = load_known(state, tx, &fresh).await?;
     let planned = plan::plan(&fresh, &mut known);
-    write::plan(tx, &fresh, &planned, &known)
-        .await
-        .map_err(|e| match e {
-            write::WriteError::Raced(what) => Failure::Raced(what),
-            write::WriteError::Database(e) => Failure::Database(e),
-        })?;
-    let streams = stream_meta(tx, &planned).await?;
+    write::money(tx, &planned, &known).await?;
+    records::write(tx, &fresh, &planned).await?;
+    let effects = outbox::enqueue(tx, &planned, &streams).await?;
     let by_event = fresh
         .iter()
         .map(|e| e.event_id.clone())
-        .zip(planned.outcomes.iter().cloned())
+        .zip(planned.outcomes)
         .collect();
-    Ok((by_event, Effects::from_plan(planned, streams)))
+    Ok((by_event, effects))
+}
+
+/// Everything the batch's events touch, locked where the batch may change it.
+async fn load_known(
+    state: &AppState,
+    tx: &mut Transaction<'_, Postgres>,
+    fresh: &[PaymentEvent],
+) -> Result<(Known, Streams), SettleError> {
+    let txns = Txns::of(fresh);
+    let ids = load::pledge_ids(tx, fresh, &txns).await?;
+    let mut known = Known::default();
+    known.pledges.extend(
+        load::pledges(tx, &ids)
+            .await?
+            .into_iter()
+            .map(|p| (p.id, p)),
+    );
+    let missing: Vec<Uuid> = ids
+        .iter()
+        .filter(|id| !known.pledges.contains_key(id))
+        .copied()
+        .collect();
+    let live = live_pledges(state, &missing).await?;
+    write::pledges(tx, &live).await?;
+    known.pledges.extend(live.into_iter().map(|p| (p.id, p)));
+    load::lock_pledges(tx, &ids).await?;
+    let mut campaigns: Vec<i64> = known.pledges.values().map(|p| p.campaign_id).collect();
+    campaigns.sort_unstable();
+    campaigns.dedup();
+    let streams = load::campaigns(tx, &campaigns, &mut known).await?;
+    load::pools(tx, &campaigns, &mut known).await?;
+    let paid = txns.paid();
+    load::gifts(tx, &ids, &paid, &mut known).await?;
+    load::charges(tx, &paid, &mut known).await?;
+    load::parked(tx, &ids, &txns.payments, &mut known).await?;
+    let mut refund_txns = txns.refunds.clone();
+    refund_txns.extend(known.parked.iter().map(|p| p.provider_txn_id.clone()));
+    load::refund_txns(tx, &refund_txns, &mut known).await?;
+    Ok((known, streams))
 }
 
 /// Pledges not yet written behind, read from the live store (they are written now).
 /// A failure to read is not "no such pledge": it fails the batch, so the provider
 /// delivers again rather than the payment becoming an exception.
-async fn live_pledges(state: &AppState, ids: &[Uuid]) -> Result<Vec<PledgeFacts>, Failure> {
+async fn live_pledges(state: &AppState, ids: &[Uuid]) -> Result<Vec<PledgeFacts>, SettleError> {
     let mut found = Vec::new();
     for id in ids {
-        let status = crate::pledges::find_live(state, id).await.map_err(|e| {
-            Failure::Database(sqlx::Error::Protocol(format!("the live store: {e}")))
-        })?;
+        let status = crate::pledges::find_live(state, id)
+            .await
+            .map_err(|e| SettleError::LiveStore(e.to_string()))?;
         let Some(status) = status else { continue };
         let Ok(slug) = Slug::parse("stream", &status.stream) else {
             continue;
@@ -177,34 +219,4 @@ async fn live_pledges(state: &AppState, ids: &[Uuid]) -> Result<Vec<PledgeFacts>
         });
     }
     Ok(found)
-}
-
-/// The slugs and goals of the streams (and their campaigns) the plan's effects touch.
-async fn stream_meta(
-    tx: &mut Transaction<'_, Postgres>,
-    plan: &plan::Plan,
-) -> sqlx::Result<HashMap<i64, StreamMeta>> {
-    let ids: Vec<i64> = plan
-        .gifts
-        .iter()
-        .map(|g| g.pledge.stream_id)
-        .chain(plan.refunds.iter().map(|r| r.gift.stream_id))
-        .chain(plan.failed.iter().map(|p| p.stream_id))
-        .chain(plan.tests.iter().map(|(p, _)| p.stream_id))
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows: Vec<StreamMeta> = sqlx::query_as(
-        r#"select s.id, s.slug::text as slug, s.goal::bigint as goal,
-                  c.slug::text as campaign, c.goal::bigint as campaign_goal
-           from streams s join campaigns c on c.id = s.campaign_id
-           where s.id = any($1)"#,
-    )
-    .bind(&ids)
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r)).collect())
 }

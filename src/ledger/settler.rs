@@ -1,15 +1,20 @@
 //! The settler: webhook handlers hand it verified events and wait; it commits many per
 //! transaction (at most [`BATCH`] events, waiting at most [`LINGER`] for a batch to
-//! fill) and wakes each handler after the commit. Live effects follow, in order, on a
-//! task of their own.
+//! fill) and wakes each handler after the commit, then the outbox relay.
+//!
+//! It fails fast: a full queue answers at once; a handler whose provider hung up is
+//! skipped; a batch that fails because the database is gone fails whole, at once. Only
+//! an error tied to the events' data makes it settle them one by one, and an event that
+//! fails alone that way is recorded as an `invalid_event` exception, never retried for ever.
 
+use axum::body::Bytes;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::effects::{self, Effects};
+use super::invalid::{invalid_event_id, record_invalid};
 use super::plan::Outcome;
-use super::settle::settle_batch;
+use super::settle::{SettleError, settle_batch};
 use crate::AppState;
 use crate::payments::PaymentEvent;
 
@@ -17,6 +22,8 @@ use crate::payments::PaymentEvent;
 pub const BATCH: usize = 1000;
 /// How long a batch waits to fill once its first event arrived.
 pub const LINGER: Duration = Duration::from_millis(5);
+/// How long a handler waits for room in a full queue before it answers 503.
+const ENQUEUE_WAIT: Duration = Duration::from_millis(500);
 
 /// The ledger could not commit; the provider should deliver again.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -25,6 +32,8 @@ pub struct Unavailable;
 
 struct Job {
     event: PaymentEvent,
+    /// The body as signed, kept should the event have to be recorded as invalid.
+    raw: Bytes,
     reply: oneshot::Sender<Result<Outcome, Unavailable>>,
 }
 
@@ -39,15 +48,17 @@ pub struct SettlerQueue(mpsc::Receiver<Job>);
 
 impl Settler {
     pub fn new() -> (Self, SettlerQueue) {
-        let (tx, rx) = mpsc::channel(BATCH * 16);
+        let (tx, rx) = mpsc::channel(BATCH * 4);
         (Self { tx }, SettlerQueue(rx))
     }
 
-    /// Settles one event; returns once its effect is committed (or could not be).
-    pub async fn settle(&self, event: PaymentEvent) -> Result<Outcome, Unavailable> {
+    /// Settles one event (whose signed body is `raw`); returns once its effect is
+    /// committed, or could not be.
+    pub async fn settle(&self, event: PaymentEvent, raw: Bytes) -> Result<Outcome, Unavailable> {
         let (reply, answer) = oneshot::channel();
+        let job = Job { event, raw, reply };
         self.tx
-            .send(Job { event, reply })
+            .send_timeout(job, ENQUEUE_WAIT)
             .await
             .map_err(|_| Unavailable)?;
         answer.await.map_err(|_| Unavailable)?
@@ -57,70 +68,93 @@ impl Settler {
 /// Commits batches until `stop` and the queue is drained.
 pub async fn run_settler(state: AppState, queue: SettlerQueue, stop: CancellationToken) {
     let SettlerQueue(mut rx) = queue;
-    let (effects_tx, effects_rx) = mpsc::channel::<Effects>(64);
-    let applier = tokio::spawn(run_effects(state.clone(), effects_rx));
     let mut jobs: Vec<Job> = Vec::with_capacity(BATCH);
     loop {
-        let first = tokio::select! {
-            job = rx.recv() => job,
-            _ = stop.cancelled() => { rx.close(); rx.recv().await }
+        let got = tokio::select! {
+            n = rx.recv_many(&mut jobs, BATCH) => n,
+            _ = stop.cancelled() => { rx.close(); rx.recv_many(&mut jobs, BATCH).await }
         };
-        let Some(first) = first else { break };
-        jobs.push(first);
+        if got == 0 {
+            break;
+        }
         let deadline = tokio::time::Instant::now() + LINGER;
         while jobs.len() < BATCH {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(job)) => jobs.push(job),
+            let room = BATCH - jobs.len();
+            match tokio::time::timeout_at(deadline, rx.recv_many(&mut jobs, room)).await {
+                Ok(n) if n > 0 => {}
                 _ => break,
             }
         }
+        // A provider that hung up delivers again; its event is not worth a transaction now.
+        jobs.retain(|job| !job.reply.is_closed());
         metrics::histogram!("livefund_settlement_batch_size").record(jobs.len() as f64);
-        let events: Vec<PaymentEvent> = jobs.iter().map(|j| j.event.clone()).collect();
-        match settle_batch(&state, &events).await {
-            Ok(settled) => {
-                for (job, outcome) in jobs.drain(..).zip(settled.outcomes) {
-                    let _ = job.reply.send(Ok(outcome));
-                }
-                forward(&effects_tx, settled.effects).await;
+        settle_jobs(&state, &mut jobs).await;
+    }
+}
+
+async fn settle_jobs(state: &AppState, jobs: &mut Vec<Job>) {
+    if jobs.is_empty() {
+        return;
+    }
+    let events: Vec<PaymentEvent> = jobs.iter().map(|j| j.event.clone()).collect();
+    match settle_batch(state, &events).await {
+        Ok(settled) => {
+            if settled.effects > 0 {
+                state.relay.wake();
             }
-            Err(e) if jobs.len() > 1 => {
-                // One event may be what fails the batch: settle each on its own, so the
-                // others are not held hostage by it.
-                tracing::warn!(error = %e, events = jobs.len(), "settlement batch failed; settling its events one by one");
-                for job in jobs.drain(..) {
-                    match settle_batch(&state, std::slice::from_ref(&job.event)).await {
-                        Ok(mut settled) => {
-                            let outcome = settled.outcomes.pop().ok_or(Unavailable);
-                            let _ = job.reply.send(outcome);
-                            forward(&effects_tx, settled.effects).await;
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, event = %job.event.event_id, "settlement failed; nothing acknowledged");
-                            let _ = job.reply.send(Err(Unavailable));
-                        }
-                    }
-                }
+            for (job, outcome) in jobs.drain(..).zip(settled.outcomes) {
+                let _ = job.reply.send(Ok(outcome));
             }
-            Err(e) => {
-                tracing::error!(error = %e, "settlement failed; nothing acknowledged");
-                for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(Unavailable));
-                }
+        }
+        Err(e) if e.tied_to_events() => {
+            tracing::warn!(error = %e, events = jobs.len(), "settlement batch failed on its data; settling its events one by one");
+            settle_alone(state, jobs).await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, events = jobs.len(), "settlement failed; nothing acknowledged");
+            for job in jobs.drain(..) {
+                let _ = job.reply.send(Err(Unavailable));
             }
         }
     }
-    drop(effects_tx);
-    let _ = applier.await;
 }
 
-async fn forward(effects_tx: &mpsc::Sender<Effects>, effects: Effects) {
-    if !effects.is_empty() && effects_tx.send(effects).await.is_err() {
-        tracing::error!("the live effects task has stopped");
+/// Settles each event in its own transaction, so one bad event holds none of the others.
+/// An event whose own data fails is recorded as invalid; an error that is not the
+/// event's (the database went away) fails it and every event after it at once.
+async fn settle_alone(state: &AppState, jobs: &mut Vec<Job>) {
+    let mut down = false;
+    for job in jobs.drain(..) {
+        if down {
+            let _ = job.reply.send(Err(Unavailable));
+            continue;
+        }
+        let answer = match settle_batch(state, std::slice::from_ref(&job.event)).await {
+            Ok(settled) => {
+                if settled.effects > 0 {
+                    state.relay.wake();
+                }
+                settled.outcomes.into_iter().next().ok_or(Unavailable)
+            }
+            Err(e) if e.tied_to_events() => record(state, &job, &e).await,
+            Err(e) => {
+                tracing::error!(error = %e, event = %job.event.event_id, "settlement failed; nothing acknowledged");
+                down = true;
+                Err(Unavailable)
+            }
+        };
+        let _ = job.reply.send(answer);
     }
 }
 
-async fn run_effects(state: AppState, mut rx: mpsc::Receiver<Effects>) {
-    while let Some(effects) = rx.recv().await {
-        effects::apply(&state, &effects).await;
+async fn record(state: &AppState, job: &Job, e: &SettleError) -> Result<Outcome, Unavailable> {
+    let reason = format!("the ledger refused it: {e}");
+    match record_invalid(&state.db, &job.raw, &reason).await {
+        Ok(_) => Ok(Outcome::Exception("invalid_event")),
+        Err(e) => {
+            let id = invalid_event_id(&job.raw);
+            tracing::error!(error = %e, event = %job.event.event_id, invalid = %id, "could not record an invalid event");
+            Err(Unavailable)
+        }
     }
 }

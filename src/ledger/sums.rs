@@ -4,7 +4,7 @@
 use sqlx::PgConnection;
 
 use crate::counters::FIELDS;
-use crate::domain::Slug;
+use crate::domain::{PledgeStatus, Slug};
 
 /// One stream's (or the campaign's) counters as the ledger has them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,6 +25,15 @@ impl LedgerCounters {
         self.gifts += o.gifts;
     }
 
+    pub(super) fn sub(&mut self, o: &LedgerCounters) {
+        self.pledged -= o.pledged;
+        self.confirmed -= o.confirmed;
+        self.matched -= o.matched;
+        self.refunded -= o.refunded;
+        self.gifts -= o.gifts;
+    }
+
+    /// The counters in the order of [`FIELDS`], as a totals hash holds them.
     pub(super) fn fields(&self) -> [(&'static str, i64); 5] {
         [
             (FIELDS[0], self.pledged),
@@ -33,6 +42,18 @@ impl LedgerCounters {
             (FIELDS[3], self.refunded),
             (FIELDS[4], self.gifts),
         ]
+    }
+
+    /// Counters read from a totals hash, in the order of [`FIELDS`]; absent fields are 0.
+    pub(super) fn from_fields(values: &[Option<i64>]) -> LedgerCounters {
+        let at = |i: usize| values.get(i).copied().flatten().unwrap_or(0);
+        LedgerCounters {
+            pledged: at(0),
+            confirmed: at(1),
+            matched: at(2),
+            refunded: at(3),
+            gifts: at(4),
+        }
     }
 
     /// How far `live` is from this, counting settled money only (`pledged` lags behind
@@ -61,6 +82,7 @@ pub struct LedgerTotals {
     pub campaign_id: i64,
     pub goal: i64,
     pub campaign: LedgerCounters,
+    /// (stream slug, stream goal, counters), in stream id order.
     pub streams: Vec<(String, Option<i64>, LedgerCounters)>,
 }
 
@@ -69,20 +91,33 @@ pub async fn ledger_totals(
     db: &mut PgConnection,
     campaign: &Slug,
 ) -> sqlx::Result<Option<LedgerTotals>> {
-    let Some((campaign_id, goal)) = sqlx::query_as::<_, (i64, i64)>(
-        r#"select id, goal::bigint from campaigns where slug = $1"#,
-    )
-    .bind(campaign.as_str())
-    .fetch_optional(&mut *db)
-    .await?
+    let id: Option<i64> = sqlx::query_scalar(r#"select id from campaigns where slug = $1"#)
+        .bind(campaign.as_str())
+        .fetch_optional(&mut *db)
+        .await?;
+    match id {
+        Some(id) => ledger_totals_of(db, id).await,
+        None => Ok(None),
+    }
+}
+
+/// Sums the ledger of the campaign with id `campaign_id`.
+pub async fn ledger_totals_of(
+    db: &mut PgConnection,
+    campaign_id: i64,
+) -> sqlx::Result<Option<LedgerTotals>> {
+    let Some(goal) =
+        sqlx::query_scalar::<_, i64>(r#"select goal::bigint from campaigns where id = $1"#)
+            .bind(campaign_id)
+            .fetch_optional(&mut *db)
+            .await?
     else {
         return Ok(None);
     };
     let rows: Vec<StreamRow> = sqlx::query_as(
         r#"select s.slug::text as slug, s.goal::bigint as goal,
                   coalesce((select sum(amount) from pledges p where p.stream_id = s.id
-                            and p.status in ('pending', 'confirmed', 'refunded')), 0)::bigint
-                      as pledged,
+                            and p.status = any($2)), 0)::bigint as pledged,
                   (coalesce((select sum(amount) from gifts g where g.stream_id = s.id), 0)
                    - coalesce((select sum(r.amount) from refunds r join gifts g on g.id = r.gift_id
                                where g.stream_id = s.id), 0))::bigint as confirmed,
@@ -94,6 +129,7 @@ pub async fn ledger_totals(
            from streams s where s.campaign_id = $1 order by s.id"#,
     )
     .bind(campaign_id)
+    .bind(PledgeStatus::pledged_words())
     .fetch_all(&mut *db)
     .await?;
     let mut total = LedgerCounters::default();

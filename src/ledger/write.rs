@@ -1,12 +1,14 @@
-//! Writing a batch's plan inside its transaction: one statement per table, each over
-//! `unnest` arrays, each idempotent by its unique constraints.
+//! Writing a batch's money rows inside its transaction: one statement per table, each over
+//! `unnest` arrays, each idempotent by its unique constraints. A row that another
+//! gateway wrote first means the batch raced it and is retried from the start.
 
 use sqlx::{Postgres, Transaction};
-use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::plan::{Known, Plan, PledgeFacts};
 use crate::payments::PaymentEvent;
+
+type Tx<'a> = Transaction<'a, Postgres>;
 
 /// Another gateway settled part of this batch first; the batch is retried from scratch.
 #[derive(Debug, thiserror::Error)]
@@ -17,53 +19,45 @@ pub enum WriteError {
     Database(#[from] sqlx::Error),
 }
 
+/// One column of `rows`, for an `unnest` parameter.
+fn col<'a, T, U>(rows: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+    rows.iter().map(f).collect()
+}
+
 /// Records the events not seen before (outcome to be filled in) and returns their ids.
-pub async fn record_events(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &[PaymentEvent],
-) -> sqlx::Result<Vec<String>> {
-    let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
-    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-    let pledges: Vec<Option<Uuid>> = events.iter().map(|e| e.pledge_id.parse().ok()).collect();
-    let txns: Vec<&str> = events.iter().map(|e| e.provider_txn_id.as_str()).collect();
-    let amounts: Vec<i64> = events.iter().map(|e| e.amount).collect();
-    let currencies: Vec<&str> = events.iter().map(|e| e.currency.as_str()).collect();
-    let fees: Vec<i64> = events.iter().map(|e| e.fee).collect();
-    let times: Vec<_> = events.iter().map(|e| e.occurred_at).collect();
-    let tests: Vec<bool> = events.iter().map(|e| e.test).collect();
+pub async fn record_events(tx: &mut Tx<'_>, events: &[PaymentEvent]) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
         r#"insert into payment_events
                (event_id, type, pledge_id, provider_txn_id, amount, currency, fee, occurred_at,
-                test, outcome)
+                test, refunded_txn_id, outcome)
            select *, 'pending' from unnest($1::text[], $2::text[], $3::uuid[], $4::text[],
                                            $5::bigint[], $6::text[], $7::bigint[],
-                                           $8::timestamptz[], $9::bool[])
+                                           $8::timestamptz[], $9::bool[], $10::text[])
            on conflict (event_id) do nothing
            returning event_id"#,
     )
-    .bind(&ids)
-    .bind(&kinds)
-    .bind(&pledges)
-    .bind(&txns)
-    .bind(&amounts)
-    .bind(&currencies)
-    .bind(&fees)
-    .bind(&times)
-    .bind(&tests)
+    .bind(col(events, |e| e.event_id.as_str()))
+    .bind(col(events, |e| e.kind.as_str()))
+    .bind(col(events, |e| e.pledge_id.parse::<Uuid>().ok()))
+    .bind(col(events, |e| e.provider_txn_id.as_str()))
+    .bind(col(events, |e| e.amount))
+    .bind(col(events, |e| e.currency.as_str()))
+    .bind(col(events, |e| e.fee))
+    .bind(col(events, |e| e.occurred_at))
+    .bind(col(events, |e| e.test))
+    .bind(col(events, |e| e.refunded_txn_id.as_deref()))
     .fetch_all(&mut **tx)
     .await
 }
 
-/// Pledges known only to the live store (not yet written behind) are written now, so
-/// every gift's pledge is in the ledger's database.
-pub async fn pledges(
-    tx: &mut Transaction<'_, Postgres>,
-    pledges: &[PledgeFacts],
-) -> sqlx::Result<()> {
+/// Pledges known only to the live store (not yet written behind) are written now, in id
+/// order like the write-behind, so every gift's pledge is in the ledger's database.
+pub async fn pledges(tx: &mut Tx<'_>, pledges: &[PledgeFacts]) -> sqlx::Result<()> {
     if pledges.is_empty() {
         return Ok(());
     }
-    let col = |f: fn(&PledgeFacts) -> Option<String>| pledges.iter().map(f).collect::<Vec<_>>();
+    let mut p: Vec<&PledgeFacts> = pledges.iter().collect();
+    p.sort_by_key(|p| p.id);
     sqlx::query(
         r#"insert into pledges (id, campaign_id, stream_id, amount, currency, designation,
                                 donor_name, anonymous, message, donor_ref, status, created_at,
@@ -76,170 +70,145 @@ pub async fn pledges(
                   anonymous, message, donor_ref)
            on conflict (id) do nothing"#,
     )
-    .bind(pledges.iter().map(|p| p.id).collect::<Vec<_>>())
-    .bind(pledges.iter().map(|p| p.campaign_id).collect::<Vec<_>>())
-    .bind(pledges.iter().map(|p| p.stream_id).collect::<Vec<_>>())
-    .bind(pledges.iter().map(|p| p.amount).collect::<Vec<_>>())
-    .bind(
-        pledges
-            .iter()
-            .map(|p| p.currency.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(col(|p| p.designation.clone()))
-    .bind(col(|p| p.donor_name.clone()))
-    .bind(pledges.iter().map(|p| p.anonymous).collect::<Vec<_>>())
-    .bind(col(|p| p.message.clone()))
-    .bind(col(|p| p.donor_ref.clone()))
+    .bind(col(&p, |p| p.id))
+    .bind(col(&p, |p| p.campaign_id))
+    .bind(col(&p, |p| p.stream_id))
+    .bind(col(&p, |p| p.amount))
+    .bind(col(&p, |p| p.currency.clone()))
+    .bind(col(&p, |p| p.designation.clone()))
+    .bind(col(&p, |p| p.donor_name.clone()))
+    .bind(col(&p, |p| p.anonymous))
+    .bind(col(&p, |p| p.message.clone()))
+    .bind(col(&p, |p| p.donor_ref.clone()))
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-/// How far a pledge status has come; a status only moves forward.
-fn rank(status: &str) -> u8 {
-    match status {
-        "pending" => 0,
-        "expired" | "failed" => 1,
-        "confirmed" => 2,
-        _ => 3,
-    }
-}
-
-/// Writes everything the plan decided for `events` (the new events, in plan order).
-pub async fn plan(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &[PaymentEvent],
-    plan: &Plan,
-    known: &Known,
-) -> Result<(), WriteError> {
-    if !plan.gifts.is_empty() {
-        let g = &plan.gifts;
-        let inserted: Vec<Uuid> = sqlx::query_scalar(
-            r#"insert into gifts (id, campaign_id, stream_id, pledge_id, provider_txn_id, event_id,
-                                  amount, fee, currency, designation, donor_name, anonymous,
-                                  message, donor_ref)
-               select * from unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::uuid[], $5::text[],
-                                    $6::text[], $7::bigint[], $8::bigint[], $9::text[],
-                                    $10::text[], $11::text[], $12::bool[], $13::text[],
-                                    $14::text[])
-               on conflict do nothing
-               returning id"#,
-        )
-        .bind(g.iter().map(|x| x.id).collect::<Vec<_>>())
-        .bind(g.iter().map(|x| x.pledge.campaign_id).collect::<Vec<_>>())
-        .bind(g.iter().map(|x| x.pledge.stream_id).collect::<Vec<_>>())
-        .bind(g.iter().map(|x| x.pledge.id).collect::<Vec<_>>())
-        .bind(
-            g.iter()
-                .map(|x| x.provider_txn_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(g.iter().map(|x| x.event_id.as_str()).collect::<Vec<_>>())
-        .bind(g.iter().map(|x| x.pledge.amount).collect::<Vec<_>>())
-        .bind(g.iter().map(|x| x.fee).collect::<Vec<_>>())
-        .bind(
-            g.iter()
-                .map(|x| x.pledge.currency.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            g.iter()
-                .map(|x| x.pledge.designation.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            g.iter()
-                .map(|x| x.pledge.donor_name.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(g.iter().map(|x| x.pledge.anonymous).collect::<Vec<_>>())
-        .bind(
-            g.iter()
-                .map(|x| x.pledge.message.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            g.iter()
-                .map(|x| x.pledge.donor_ref.clone())
-                .collect::<Vec<_>>(),
-        )
-        .fetch_all(&mut **tx)
-        .await?;
-        if inserted.len() != g.len() {
-            return Err(WriteError::Raced("a gift"));
-        }
-    }
-    if !plan.refunds.is_empty() {
-        let r = &plan.refunds;
-        let inserted: Vec<Uuid> = sqlx::query_scalar(
-            r#"insert into refunds (id, gift_id, campaign_id, provider_txn_id, event_id, amount,
-                                    currency)
-               select * from unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[],
-                                    $6::bigint[], $7::text[])
-               on conflict do nothing
-               returning id"#,
-        )
-        .bind(r.iter().map(|x| x.id).collect::<Vec<_>>())
-        .bind(r.iter().map(|x| x.gift.id).collect::<Vec<_>>())
-        .bind(r.iter().map(|x| x.gift.campaign_id).collect::<Vec<_>>())
-        .bind(
-            r.iter()
-                .map(|x| x.provider_txn_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(r.iter().map(|x| x.event_id.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|x| x.amount).collect::<Vec<_>>())
-        .bind(
-            r.iter()
-                .map(|x| x.gift.currency.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .fetch_all(&mut **tx)
-        .await?;
-        if inserted.len() != r.len() {
-            return Err(WriteError::Raced("a refund"));
-        }
-    }
+/// Writes the plan's money rows: gifts, refunds of gifts and of charges, matching.
+pub async fn money(tx: &mut Tx<'_>, plan: &Plan, known: &Known) -> Result<(), WriteError> {
+    gifts(tx, plan).await?;
+    refunds(tx, plan).await?;
+    charge_refunds(tx, plan).await?;
     matching(tx, plan, known).await?;
-    exceptions(tx, plan).await?;
-    statuses(tx, plan).await?;
-    outcomes(tx, events, plan).await?;
     Ok(())
 }
 
-async fn matching(
-    tx: &mut Transaction<'_, Postgres>,
-    plan: &Plan,
-    known: &Known,
-) -> sqlx::Result<()> {
-    let mut campaign = Vec::new();
-    let mut gift = Vec::new();
-    let mut refund: Vec<Option<Uuid>> = Vec::new();
-    let mut amount = Vec::new();
+async fn gifts(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), WriteError> {
+    let g = &plan.gifts;
+    if g.is_empty() {
+        return Ok(());
+    }
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
+        r#"insert into gifts (id, campaign_id, stream_id, pledge_id, provider_txn_id, event_id,
+                              amount, fee, currency, designation, donor_name, anonymous,
+                              message, donor_ref)
+           select * from unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::uuid[], $5::text[],
+                                $6::text[], $7::bigint[], $8::bigint[], $9::text[],
+                                $10::text[], $11::text[], $12::bool[], $13::text[],
+                                $14::text[])
+           on conflict do nothing
+           returning id"#,
+    )
+    .bind(col(g, |x| x.id))
+    .bind(col(g, |x| x.pledge.campaign_id))
+    .bind(col(g, |x| x.pledge.stream_id))
+    .bind(col(g, |x| x.pledge.id))
+    .bind(col(g, |x| x.provider_txn_id.as_str()))
+    .bind(col(g, |x| x.event_id.as_str()))
+    .bind(col(g, |x| x.pledge.amount))
+    .bind(col(g, |x| x.fee))
+    .bind(col(g, |x| x.pledge.currency.as_str()))
+    .bind(col(g, |x| x.pledge.designation.as_deref()))
+    .bind(col(g, |x| x.pledge.donor_name.as_deref()))
+    .bind(col(g, |x| x.pledge.anonymous))
+    .bind(col(g, |x| x.pledge.message.as_deref()))
+    .bind(col(g, |x| x.pledge.donor_ref.as_deref()))
+    .fetch_all(&mut **tx)
+    .await?;
+    if inserted.len() != g.len() {
+        return Err(WriteError::Raced("a gift"));
+    }
+    Ok(())
+}
+
+async fn refunds(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), WriteError> {
+    let r = &plan.refunds;
+    if r.is_empty() {
+        return Ok(());
+    }
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
+        r#"insert into refunds (id, gift_id, campaign_id, provider_txn_id, event_id, amount,
+                                currency, post_close)
+           select * from unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[],
+                                $6::bigint[], $7::text[], $8::bool[])
+           on conflict do nothing
+           returning id"#,
+    )
+    .bind(col(r, |x| x.id))
+    .bind(col(r, |x| x.gift.id))
+    .bind(col(r, |x| x.gift.campaign_id))
+    .bind(col(r, |x| x.provider_txn_id.as_str()))
+    .bind(col(r, |x| x.event_id.as_str()))
+    .bind(col(r, |x| x.amount))
+    .bind(col(r, |x| x.gift.currency.as_str()))
+    .bind(col(r, |x| x.post_close))
+    .fetch_all(&mut **tx)
+    .await?;
+    if inserted.len() != r.len() {
+        return Err(WriteError::Raced("a refund"));
+    }
+    Ok(())
+}
+
+async fn charge_refunds(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), WriteError> {
+    let r = &plan.charge_refunds;
+    if r.is_empty() {
+        return Ok(());
+    }
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
+        r#"insert into exception_refunds (id, exception_event_id, campaign_id, provider_txn_id,
+                                          event_id, amount, currency)
+           select * from unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                                $6::bigint[], $7::text[])
+           on conflict do nothing
+           returning id"#,
+    )
+    .bind(col(r, |x| x.id))
+    .bind(col(r, |x| x.charge.event_id.as_str()))
+    .bind(col(r, |x| x.charge.campaign_id))
+    .bind(col(r, |x| x.provider_txn_id.as_str()))
+    .bind(col(r, |x| x.event_id.as_str()))
+    .bind(col(r, |x| x.amount))
+    .bind(col(r, |x| x.charge.currency.as_str()))
+    .fetch_all(&mut **tx)
+    .await?;
+    if inserted.len() != r.len() {
+        return Err(WriteError::Raced("a refund of an exception"));
+    }
+    Ok(())
+}
+
+/// The sponsor's matches and their reversals, and the pools' spent totals.
+async fn matching(tx: &mut Tx<'_>, plan: &Plan, known: &Known) -> sqlx::Result<()> {
+    let mut rows: Vec<(i64, Uuid, Option<Uuid>, i64)> = Vec::new();
     for g in plan.gifts.iter().filter(|g| g.matched > 0) {
-        campaign.push(g.pledge.campaign_id);
-        gift.push(g.id);
-        refund.push(None);
-        amount.push(g.matched);
+        rows.push((g.pledge.campaign_id, g.id, None, g.matched));
     }
     for r in plan.refunds.iter().filter(|r| r.reversed > 0) {
-        campaign.push(r.gift.campaign_id);
-        gift.push(r.gift.id);
-        refund.push(Some(r.id));
-        amount.push(-r.reversed);
+        rows.push((r.gift.campaign_id, r.gift.id, Some(r.id), -r.reversed));
     }
-    if campaign.is_empty() {
+    if rows.is_empty() {
         return Ok(());
     }
     sqlx::query(
         r#"insert into matching_entries (campaign_id, gift_id, refund_id, amount)
            select * from unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::bigint[])"#,
     )
-    .bind(&campaign)
-    .bind(&gift)
-    .bind(&refund)
-    .bind(&amount)
+    .bind(col(&rows, |r| r.0))
+    .bind(col(&rows, |r| r.1))
+    .bind(col(&rows, |r| r.2))
+    .bind(col(&rows, |r| r.3))
     .execute(&mut **tx)
     .await?;
     let (ids, spent): (Vec<i64>, Vec<i64>) =
@@ -253,108 +222,5 @@ async fn matching(
     .bind(&spent)
     .execute(&mut **tx)
     .await?;
-    Ok(())
-}
-
-async fn exceptions(tx: &mut Transaction<'_, Postgres>, plan: &Plan) -> sqlx::Result<()> {
-    if !plan.exceptions.is_empty() {
-        let x = &plan.exceptions;
-        sqlx::query(
-            r#"insert into payment_exceptions (event_id, campaign_id, pledge_id, provider_txn_id,
-                                               kind, amount, currency, detail)
-               select * from unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::text[],
-                                    $6::bigint[], $7::text[], $8::text[])
-               on conflict (event_id) do nothing"#,
-        )
-        .bind(
-            x.iter()
-                .map(|e| e.event.event_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(x.iter().map(|e| e.campaign_id).collect::<Vec<_>>())
-        .bind(
-            x.iter()
-                .map(|e| e.event.pledge_id.parse::<Uuid>().ok())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            x.iter()
-                .map(|e| e.event.provider_txn_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(x.iter().map(|e| e.kind).collect::<Vec<_>>())
-        .bind(x.iter().map(|e| e.event.amount).collect::<Vec<_>>())
-        .bind(
-            x.iter()
-                .map(|e| e.event.currency.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(x.iter().map(|e| e.detail.as_str()).collect::<Vec<_>>())
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !plan.resolved.is_empty() {
-        sqlx::query(
-            r#"update payment_exceptions set resolved_at = now()
-               where event_id = any($1) and resolved_at is null"#,
-        )
-        .bind(&plan.resolved)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-async fn statuses(tx: &mut Transaction<'_, Postgres>, plan: &Plan) -> sqlx::Result<()> {
-    let mut last: HashMap<Uuid, &'static str> = HashMap::new();
-    for (id, status) in &plan.statuses {
-        let keep = last.get(id).is_some_and(|s| rank(s) >= rank(status));
-        if !keep {
-            last.insert(*id, status);
-        }
-    }
-    if last.is_empty() {
-        return Ok(());
-    }
-    let (ids, statuses): (Vec<Uuid>, Vec<&str>) = last.into_iter().unzip();
-    sqlx::query(
-        r#"update pledges p set status = c.status, updated_at = now()
-           from unnest($1::uuid[], $2::text[]) as c(id, status)
-           where p.id = c.id
-             and (case p.status when 'pending' then 0 when 'expired' then 1 when 'failed' then 1
-                                when 'confirmed' then 2 else 3 end)
-               < (case c.status when 'pending' then 0 when 'expired' then 1 when 'failed' then 1
-                                when 'confirmed' then 2 else 3 end)"#,
-    )
-    .bind(&ids)
-    .bind(&statuses)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn outcomes(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &[PaymentEvent],
-    plan: &Plan,
-) -> sqlx::Result<()> {
-    let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
-    let words: Vec<&str> = plan.outcomes.iter().map(|o| o.word()).collect();
-    sqlx::query(
-        r#"update payment_events e set outcome = o.outcome
-           from unnest($1::text[], $2::text[]) as o(event_id, outcome)
-           where e.event_id = o.event_id"#,
-    )
-    .bind(&ids)
-    .bind(&words)
-    .execute(&mut **tx)
-    .await?;
-    // Parked refunds applied now (this batch's or earlier ones) are refunds after all.
-    if !plan.resolved.is_empty() {
-        sqlx::query(r#"update payment_events set outcome = 'refund' where event_id = any($1)"#)
-            .bind(&plan.resolved)
-            .execute(&mut **tx)
-            .await?;
-    }
     Ok(())
 }

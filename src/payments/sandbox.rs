@@ -154,17 +154,20 @@ impl SandboxProvider {
         self.send(event).await
     }
 
-    /// Refunds `amount` of the pledge's gift (`refund.succeeded`). `provider_txn_id` is
-    /// the refund's own id; `None` makes a new one (`txn_sbx_rf_...`), while giving one
-    /// already used replays that refund.
+    /// Refunds `amount` of the payment `payment_txn` of the pledge (`refund.succeeded`
+    /// naming that payment, as providers do). `provider_txn_id` is the refund's own id;
+    /// `None` makes a new one (`txn_sbx_rf_...`), while giving one already used replays
+    /// that refund.
     pub async fn refund(
         &self,
         pledge: &PledgeStatus,
+        payment_txn: &str,
         amount: i64,
         provider_txn_id: Option<String>,
     ) -> Result<Delivery, SandboxError> {
         let txn = provider_txn_id.unwrap_or_else(|| txn_id("txn_sbx_rf_"));
-        let event = event(EventKind::RefundSucceeded, pledge, amount, 0, txn);
+        let mut event = event(EventKind::RefundSucceeded, pledge, amount, 0, txn);
+        event.refunded_txn_id = Some(payment_txn.to_owned());
         self.send(event).await
     }
 
@@ -295,6 +298,7 @@ fn event(
         fee,
         occurred_at: Utc::now(),
         test: false,
+        refunded_txn_id: None,
     }
 }
 

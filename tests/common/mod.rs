@@ -297,37 +297,33 @@ impl TestApp {
     }
 }
 
-/// Settles a gift on the live counters the way settlement does after its commit, so the
-/// live tests can produce `gift` events. Returns the event's seq.
+/// Applies a gift to the live counters the way the outbox relay does after its commit, so
+/// the live tests can produce `gift` events. Returns the event's seq.
 pub async fn settle_gift(app: &TestApp, campaign: &str, stream: &str, amount: i64) -> u64 {
     use livefund::counters::{Applied, Keys, SettledGift, gift_settled};
     use livefund::domain::{Money, Slug};
     let campaign = Slug::parse("campaign", campaign).expect("slug");
     let stream = Slug::parse("stream", stream).expect("slug");
     let keys = Keys::new(app.prefix.clone()).campaign(&campaign);
-    let gift_id = uuid::Uuid::new_v4().to_string();
-    let pledge_id = uuid::Uuid::new_v4().to_string();
     let gift = SettledGift {
-        gift_id: &gift_id,
-        pledge_id: &pledge_id,
-        stream: &stream,
+        gift_id: uuid::Uuid::new_v4().to_string(),
+        pledge_id: uuid::Uuid::new_v4().to_string(),
+        stream,
         amount: Money::from_stored(amount),
         matched: Money::ZERO,
-        currency: "CNY",
-        donor_ref: Some("donor-1"),
+        currency: "CNY".into(),
+        donor_ref: Some("donor-1".into()),
         anonymous: false,
-        public_name: Some("小明"),
-        message: Some("加油"),
-        designation: Some("education"),
-        campaign_goal: Money::from_stored(10_000_000),
-        stream_goal: Some(Money::from_stored(300_000)),
+        public_name: Some("小明".into()),
+        message: Some("加油".into()),
+        designation: Some("education".into()),
     };
     let mut redis = app.redis().await;
     match gift_settled(&mut redis, &keys, &gift)
         .await
         .expect("gift script")
     {
-        Applied::Counted(seq) => seq,
+        Applied::Announced(seq) => seq,
         other => panic!("the gift was not counted: {other:?}"),
     }
 }

@@ -13,9 +13,9 @@ local touched = {}
 for _, id in ipairs(due) do
   local pledge = ARGV[3] .. ':pl:' .. id
   local fields = redis.call('HMGET', pledge, 'status', 'amount', 'stream')
-  if fields[1] == 'pending' then
+  if fields[1] == STATUS.pending then
     local amount = tonumber(fields[2])
-    redis.call('HSET', pledge, 'status', 'expired')
+    redis.call('HSET', pledge, 'status', STATUS.expired)
     redis.call('HINCRBY', KEYS[2], 'pledged', -amount)
     redis.call('HINCRBY', ARGV[3] .. ':s:' .. fields[3] .. ':totals', 'pledged', -amount)
     touched[fields[3]] = true

@@ -1,42 +1,56 @@
--- Settlement hook, run after a refund's ledger row is committed: takes the refund off
--- its gift's stream and campaign (confirmed down, refunded up, the reversed match off
--- matched, the donor's leaderboard entry down) and appends the `refund` event with the
--- stream's next seq. Idempotent by refund id.
+-- Outbox effect of a refund committed to the ledger: takes it off its gift's stream and
+-- campaign (confirmed down, refunded up, the reversed match off matched, the donor's
+-- leaderboard entry down) unless a rebuild counted it already, and announces it once:
+-- the `refund` event with the stream's next seq. Checked before the first write.
 --
--- KEYS: 1 applied refund ids (set), 2 pledge hash, 3 campaign totals, 4 stream totals,
---       5 campaign top, 6 stream top, 7 stream seq, 8 stream log, 9 built marker
+-- KEYS: 1 counted refund ids (set), 2 announced effects (set), 3 counted gift ids (set),
+--       4 pledge hash, 5 campaign totals, 6 stream totals, 7 campaign top, 8 stream top,
+--       9 stream seq, 10 stream log, 11 built marker
 -- ARGV: 1 refund id, 2 gift id, 3 stream, 4 amount, 5 match reversed, 6 leaderboard key,
 --       7 pledge fully refunded (0/1), 8 log length, 9 channel
--- Returns: the refund event's seq, 0 when the refund was already counted, or -1 when
--- the campaign's counters are missing (a rebuild from the ledger will count it).
+-- Returns: the refund event's seq, 0 when it was announced before, -1 when the campaign's
+-- counters are missing, or -2 when its gift is not counted yet (run it again later).
 
-if redis.call('EXISTS', KEYS[9]) == 0 then
+if redis.call('EXISTS', KEYS[11]) == 0 then
   return -1
 end
-if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then
+local announced = 'r:' .. ARGV[1]
+if redis.call('SISMEMBER', KEYS[2], announced) == 1 then
   return 0
+end
+if redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 0 then
+  return -2
 end
 local amount = tonumber(ARGV[4])
 local reversed = tonumber(ARGV[5])
-redis.call('HINCRBY', KEYS[3], 'confirmed', -amount)
-redis.call('HINCRBY', KEYS[4], 'confirmed', -amount)
-redis.call('HINCRBY', KEYS[3], 'refunded', amount)
-redis.call('HINCRBY', KEYS[4], 'refunded', amount)
-if reversed > 0 then
-  redis.call('HINCRBY', KEYS[3], 'matched', -reversed)
-  redis.call('HINCRBY', KEYS[4], 'matched', -reversed)
+if not amount or amount <= 0 or not reversed or reversed < 0 then
+  return redis.error_reply('refund amount and reversed match must be integers')
 end
-for _, top in ipairs({KEYS[5], KEYS[6]}) do
-  if tonumber(redis.call('ZINCRBY', top, -amount, ARGV[6])) <= 0 then
-    redis.call('ZREM', top, ARGV[6])
+if not integers(KEYS[5]) or not integers(KEYS[6]) then
+  return redis.error_reply('the totals hold a value that is not an integer')
+end
+local seq = next_seq(KEYS[9], KEYS[10])
+
+if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
+  for _, totals in ipairs({KEYS[5], KEYS[6]}) do
+    redis.call('HINCRBY', totals, 'confirmed', -amount)
+    redis.call('HINCRBY', totals, 'refunded', amount)
+    if reversed > 0 then
+      redis.call('HINCRBY', totals, 'matched', -reversed)
+    end
+  end
+  for _, top in ipairs({KEYS[7], KEYS[8]}) do
+    if tonumber(redis.call('ZINCRBY', top, -amount, ARGV[6])) <= 0 then
+      redis.call('ZREM', top, ARGV[6])
+    end
+  end
+  if ARGV[7] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then
+    redis.call('HSET', KEYS[4], 'status', STATUS.refunded)
   end
 end
-if ARGV[7] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('HSET', KEYS[2], 'status', 'refunded')
-end
-local seq = redis.call('INCR', KEYS[7])
-local frame = cjson.encode({ type = 'refund', seq = seq, gift_id = ARGV[2], amount = amount })
-redis.call('XADD', KEYS[8], 'MAXLEN', ARGV[8], seq .. '-0', 't', 'refund', 'f', frame)
-redis.call('PUBLISH', ARGV[9], 'E ' .. ARGV[3] .. ' ' .. frame)
+
+redis.call('SADD', KEYS[2], announced)
+append(KEYS[9], KEYS[10], seq, ARGV[8], ARGV[9], ARGV[3], 'refund',
+  { type = 'refund', gift_id = ARGV[2], amount = amount })
 redis.call('PUBLISH', ARGV[9], 'T ' .. ARGV[3])
 return seq

@@ -1,0 +1,111 @@
+//! One consistent read of what a campaign's live counters must hold, taken by a rebuild
+//! or a repair under the campaign's lock: totals, leaderboards, donors, the gifts and
+//! refunds counted, the effects still waiting in the outbox, and pending pledges.
+
+use sqlx::PgConnection;
+
+use super::super::outbox::LiveEffect;
+use super::super::sums::{LedgerTotals, ledger_totals_of};
+use crate::domain::PledgeStatus;
+
+/// A gift's net amount on the leaderboards.
+#[derive(sqlx::FromRow)]
+pub struct BoardRow {
+    pub stream: String,
+    pub gift_id: String,
+    pub pledge_id: String,
+    pub anonymous: bool,
+    pub donor_ref: Option<String>,
+    pub donor_name: Option<String>,
+    pub net: i64,
+}
+
+/// A pending pledge as the live store holds it.
+#[derive(sqlx::FromRow)]
+pub struct PendingRow {
+    pub id: String,
+    pub stream: String,
+    pub amount: i64,
+    pub currency: String,
+    pub donor_name: Option<String>,
+    pub anonymous: bool,
+    pub message: Option<String>,
+    pub designation: Option<String>,
+    pub donor_ref: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+}
+
+/// What the counters of one campaign must hold, read from one snapshot of the ledger.
+pub struct Snapshot {
+    pub totals: LedgerTotals,
+    pub boards: Vec<BoardRow>,
+    /// (stream, donor_ref, pledge id) of every gift: unique donors are those with a gift.
+    pub donors: Vec<(String, Option<String>, String)>,
+    pub gift_ids: Vec<String>,
+    pub refund_ids: Vec<String>,
+    pub pending: Vec<PendingRow>,
+}
+
+/// The totals, and the effects committed but not yet applied by a relay.
+pub async fn totals_and_waiting(
+    db: &mut PgConnection,
+    campaign_id: i64,
+) -> sqlx::Result<Option<(LedgerTotals, Vec<LiveEffect>)>> {
+    let Some(totals) = ledger_totals_of(db, campaign_id).await? else {
+        return Ok(None);
+    };
+    let waiting: Vec<sqlx::types::Json<LiveEffect>> =
+        sqlx::query_scalar(r#"select effect from outbox where campaign_id = $1 order by id"#)
+            .bind(campaign_id)
+            .fetch_all(&mut *db)
+            .await?;
+    Ok(Some((totals, waiting.into_iter().map(|e| e.0).collect())))
+}
+
+/// Everything else a rebuild writes, from the same snapshot as `totals`.
+pub async fn the_rest(db: &mut PgConnection, totals: LedgerTotals) -> sqlx::Result<Snapshot> {
+    let id = totals.campaign_id;
+    let boards: Vec<BoardRow> = sqlx::query_as(
+        r#"select s.slug::text as stream, g.id::text as gift_id, g.pledge_id::text as pledge_id,
+                  g.anonymous, g.donor_ref, g.donor_name,
+                  (g.amount - coalesce((select sum(amount) from refunds r where r.gift_id = g.id), 0))::bigint as net
+           from gifts g join streams s on s.id = g.stream_id
+           where g.campaign_id = $1 order by g.settled_at, g.id"#,
+    )
+    .bind(id)
+    .fetch_all(&mut *db)
+    .await?;
+    let donors = boards
+        .iter()
+        .map(|b| (b.stream.clone(), b.donor_ref.clone(), b.pledge_id.clone()))
+        .collect();
+    let gift_ids = boards.iter().map(|b| b.gift_id.clone()).collect();
+    let refund_ids: Vec<String> =
+        sqlx::query_scalar(r#"select id::text from refunds where campaign_id = $1"#)
+            .bind(id)
+            .fetch_all(&mut *db)
+            .await?;
+    let pending: Vec<PendingRow> = sqlx::query_as(
+        r#"select p.id::text as id, s.slug::text as stream, p.amount::bigint as amount,
+                  p.currency::text as currency, p.donor_name, p.anonymous, p.message,
+                  p.designation, p.donor_ref, p.idempotency_key,
+                  (extract(epoch from p.created_at) * 1000)::bigint as created_ms,
+                  (extract(epoch from p.expires_at) * 1000)::bigint as expires_ms
+           from pledges p join streams s on s.id = p.stream_id
+           where p.campaign_id = $1 and p.status = $2"#,
+    )
+    .bind(id)
+    .bind(PledgeStatus::Pending.as_str())
+    .fetch_all(&mut *db)
+    .await?;
+    Ok(Snapshot {
+        totals,
+        boards,
+        donors,
+        gift_ids,
+        refund_ids,
+        pending,
+    })
+}

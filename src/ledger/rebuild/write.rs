@@ -1,0 +1,164 @@
+//! Writing a snapshot of the ledger into a campaign's live counters, as one atomic
+//! pipeline: what a rebuild (everything) or a repair (settled money only) rewrites.
+
+use std::collections::HashMap;
+
+use super::Scope;
+use super::snapshot::Snapshot;
+use crate::counters::{CampaignKeys, Keys, board_key, donor_key};
+use crate::domain::{PledgeStatus, Slug, public_name};
+use crate::ledger::sums::LedgerCounters;
+use crate::pledges::PLEDGE_KEEP_SECS;
+
+/// The pipeline that makes the counters of `campaign` what `snap` says.
+pub fn pipeline(keys: &Keys, campaign: &Slug, snap: &Snapshot, scope: Scope) -> redis::Pipeline {
+    let k = keys.campaign(campaign);
+    let streams: Vec<Slug> = snap
+        .totals
+        .streams
+        .iter()
+        .filter_map(|(s, _, _)| Slug::parse("stream", s).ok())
+        .collect();
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    clear(&mut pipe, &k, &streams, scope);
+    totals(&mut pipe, &k, snap, &streams, scope);
+    donors(&mut pipe, &k, snap);
+    boards(&mut pipe, &k, snap);
+    for chunk in snap.gift_ids.chunks(1000) {
+        pipe.sadd(k.applied_gifts(), chunk).ignore();
+    }
+    for chunk in snap.refund_ids.chunks(1000) {
+        pipe.sadd(k.applied_refunds(), chunk).ignore();
+    }
+    if scope == Scope::Everything {
+        pending(&mut pipe, keys, &k, campaign, snap);
+    }
+    pipe.set(k.built(), 1).ignore();
+    pipe
+}
+
+/// What is rewritten from scratch. Event logs, seqs and the announced effects are kept.
+fn clear(pipe: &mut redis::Pipeline, k: &CampaignKeys, streams: &[Slug], scope: Scope) {
+    let mut keys = vec![
+        k.top(),
+        k.names(),
+        k.donors(),
+        k.applied_gifts(),
+        k.applied_refunds(),
+    ];
+    if scope == Scope::Everything {
+        keys.extend([k.totals(), k.pending()]);
+    }
+    for s in streams {
+        keys.extend([k.stream_top(s), k.stream_donors(s)]);
+        if scope == Scope::Everything {
+            keys.push(k.stream_totals(s));
+        }
+    }
+    pipe.del(keys).ignore();
+}
+
+fn totals(
+    pipe: &mut redis::Pipeline,
+    k: &CampaignKeys,
+    snap: &Snapshot,
+    streams: &[Slug],
+    scope: Scope,
+) {
+    // A repair leaves `pledged` to the pledges in flight.
+    let fields = |c: &LedgerCounters| {
+        let all = c.fields();
+        match scope {
+            Scope::Everything => all.to_vec(),
+            Scope::Settled => all[1..].to_vec(),
+        }
+    };
+    pipe.hset_multiple(k.totals(), &fields(&snap.totals.campaign))
+        .ignore();
+    for ((_, _, counters), s) in snap.totals.streams.iter().zip(streams) {
+        pipe.hset_multiple(k.stream_totals(s), &fields(counters))
+            .ignore();
+    }
+}
+
+/// Unique donors are those with a settled gift, counted under the pledge script's key.
+fn donors(pipe: &mut redis::Pipeline, k: &CampaignKeys, snap: &Snapshot) {
+    for (stream, donor_ref, pledge_id) in &snap.donors {
+        if let Ok(s) = Slug::parse("stream", stream) {
+            let donor = donor_key(donor_ref.as_deref(), pledge_id);
+            pipe.pfadd(k.donors(), &donor).ignore();
+            pipe.pfadd(k.stream_donors(&s), &donor).ignore();
+        }
+    }
+}
+
+fn boards(pipe: &mut redis::Pipeline, k: &CampaignKeys, snap: &Snapshot) {
+    let mut names: HashMap<String, String> = HashMap::new();
+    for b in &snap.boards {
+        let key = board_key(
+            &b.gift_id,
+            &b.pledge_id,
+            b.anonymous,
+            b.donor_ref.as_deref(),
+        );
+        let name = public_name(b.anonymous, b.donor_name.as_deref()).unwrap_or_default();
+        names.insert(key.clone(), name.to_owned());
+        if b.net > 0
+            && let Ok(s) = Slug::parse("stream", &b.stream)
+        {
+            pipe.zincr(k.top(), &key, b.net).ignore();
+            pipe.zincr(k.stream_top(&s), &key, b.net).ignore();
+        }
+    }
+    if !names.is_empty() {
+        let names: Vec<(String, String)> = names.into_iter().collect();
+        pipe.hset_multiple(k.names(), &names).ignore();
+    }
+}
+
+/// Pending pledges, as the pledge script writes them.
+fn pending(
+    pipe: &mut redis::Pipeline,
+    keys: &Keys,
+    k: &CampaignKeys,
+    campaign: &Slug,
+    snap: &Snapshot,
+) {
+    for p in &snap.pending {
+        let public = public_name(p.anonymous, p.donor_name.as_deref()).unwrap_or("");
+        let donor = donor_key(p.donor_ref.as_deref(), &p.id);
+        // The same fields `pledge.lua` writes; a change to one is a change to both.
+        pipe.hset_multiple(
+            k.pledge(&p.id),
+            &[
+                ("stream", p.stream.clone()),
+                ("amount", p.amount.to_string()),
+                ("currency", p.currency.clone()),
+                ("status", PledgeStatus::Pending.as_str().to_owned()),
+                ("name", public.to_owned()),
+                ("anonymous", if p.anonymous { "1" } else { "0" }.to_owned()),
+                ("message", p.message.clone().unwrap_or_default()),
+                ("designation", p.designation.clone().unwrap_or_default()),
+                ("donor_ref", p.donor_ref.clone().unwrap_or_default()),
+                ("donor", donor),
+                (
+                    "idempotency_key",
+                    p.idempotency_key.clone().unwrap_or_default(),
+                ),
+                ("created", p.created_ms.to_string()),
+                ("expires", p.expires_ms.to_string()),
+            ],
+        )
+        .ignore();
+        pipe.expire(k.pledge(&p.id), PLEDGE_KEEP_SECS as i64)
+            .ignore();
+        pipe.zadd(k.pending(), &p.id, p.expires_ms).ignore();
+        pipe.set_ex(
+            keys.pledge_index(&p.id),
+            campaign.as_str(),
+            PLEDGE_KEEP_SECS,
+        )
+        .ignore();
+    }
+}
