@@ -99,11 +99,13 @@ impl AppState {
 }
 
 /// Opens the PostgreSQL pool; the first connection is made on first use, so a
-/// service can start while the database is still coming up (`/readyz` tells).
+/// service can start while the database is still coming up (`/readyz` tells). A
+/// connection is waited for at most a second: while PostgreSQL is gone, webhooks are
+/// answered 503 at once rather than held.
 pub fn connect_postgres(url: &str) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(32)
-        .acquire_timeout(Duration::from_secs(3))
+        .acquire_timeout(Duration::from_secs(1))
         .connect_lazy(url)
 }
 

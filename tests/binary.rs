@@ -2,24 +2,12 @@
 
 mod common;
 
+use common::database_url;
 use common::process::{livefund, start};
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
 use std::time::Duration;
-
-/// The URL of the database a `#[sqlx::test]` pool points at.
-fn database_url(db: &PgPool) -> String {
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
-    let name = db
-        .connect_options()
-        .get_database()
-        .expect("a test database name")
-        .to_owned();
-    let base = base.split('?').next().unwrap_or(&base);
-    let server = base.rsplit_once('/').map(|(s, _)| s).unwrap_or(base);
-    format!("{server}/{name}")
-}
 
 #[test]
 fn help_lists_the_subcommands_and_every_variable() {

@@ -1,40 +1,15 @@
 //! Integration tests for the demo's private PostgreSQL and Redis: they start, answer, keep their
 //! data across restarts, and leave no process behind when stopped or dropped.
 
+mod common;
+
 use std::fs;
 use std::net::{Ipv4Addr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::Path;
 
+use common::tempdir::TempDir;
 use livefund::demo::services::LocalServices;
 use sqlx::Connection;
-
-/// A fresh folder under the system temp folder, removed when dropped (also when a test fails).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(label: &str) -> TempDir {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_nanos();
-        let name = format!("livefund-{label}-{}-{nanos}", std::process::id());
-        let path = std::env::temp_dir().join(name);
-        fs::create_dir_all(&path).expect("create temp folder");
-        // Canonical, so that it compares equal to the working folders read from /proc.
-        TempDir(fs::canonicalize(&path).expect("canonical temp folder"))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 async fn check_answers(services: &LocalServices) {
     assert!(services.database_url().ends_with("/livefund"));

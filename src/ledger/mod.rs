@@ -21,6 +21,7 @@ mod write;
 pub use drift::{check_and_repair, drift_of, run_drift_check};
 pub use gifts::gift_txn;
 pub use invalid::record_invalid;
+pub use lock::CampaignLock;
 pub use outbox::LiveEffect;
 pub use plan::Outcome;
 pub use rebuild::{RebuildError, ensure_built, rebuild_campaign, repair_campaign};

@@ -15,9 +15,9 @@ fn col<'a, T, U>(rows: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
     rows.iter().map(f).collect()
 }
 
-/// Writes every record of the plan for `events` (the new events, in plan order).
+/// Writes the records of the plan for `events` (the new events, in plan order), after
+/// its money rows; its exceptions are written before them ([`exceptions`]).
 pub async fn write(tx: &mut Tx<'_>, events: &[PaymentEvent], plan: &Plan) -> sqlx::Result<()> {
-    exceptions(tx, plan).await?;
     resolutions(tx, plan).await?;
     statuses(tx, plan).await?;
     outcomes(tx, events, plan).await?;
@@ -26,7 +26,8 @@ pub async fn write(tx: &mut Tx<'_>, events: &[PaymentEvent], plan: &Plan) -> sql
     Ok(())
 }
 
-async fn exceptions(tx: &mut Tx<'_>, plan: &Plan) -> sqlx::Result<()> {
+/// The plan's new exceptions: first, since refunds of charges name them.
+pub async fn exceptions(tx: &mut Tx<'_>, plan: &Plan) -> sqlx::Result<()> {
     let x = &plan.exceptions;
     if x.is_empty() {
         return Ok(());

@@ -139,6 +139,7 @@ async fn settle_in(
     }
     let (mut known, streams) = load_known(state, tx, &fresh).await?;
     let planned = plan::plan(&fresh, &mut known);
+    records::exceptions(tx, &planned).await?;
     write::money(tx, &planned, &known).await?;
     records::write(tx, &fresh, &planned).await?;
     let effects = outbox::enqueue(tx, &planned, &streams).await?;

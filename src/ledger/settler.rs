@@ -24,6 +24,9 @@ pub const BATCH: usize = 1000;
 pub const LINGER: Duration = Duration::from_millis(5);
 /// How long a handler waits for room in a full queue before it answers 503.
 const ENQUEUE_WAIT: Duration = Duration::from_millis(500);
+/// After a batch failed because the database is gone, the batches of the next moment are
+/// answered 503 at once; the first one after it tries the database again.
+const DOWN_FOR: Duration = Duration::from_millis(500);
 
 /// The ledger could not commit; the provider should deliver again.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -69,6 +72,7 @@ impl Settler {
 pub async fn run_settler(state: AppState, queue: SettlerQueue, stop: CancellationToken) {
     let SettlerQueue(mut rx) = queue;
     let mut jobs: Vec<Job> = Vec::with_capacity(BATCH);
+    let mut down_since: Option<tokio::time::Instant> = None;
     loop {
         let got = tokio::select! {
             n = rx.recv_many(&mut jobs, BATCH) => n,
@@ -87,14 +91,33 @@ pub async fn run_settler(state: AppState, queue: SettlerQueue, stop: Cancellatio
         }
         // A provider that hung up delivers again; its event is not worth a transaction now.
         jobs.retain(|job| !job.reply.is_closed());
+        if down_since.is_some_and(|at| at.elapsed() < DOWN_FOR) {
+            fail(&mut jobs);
+            continue;
+        }
         metrics::histogram!("livefund_settlement_batch_size").record(jobs.len() as f64);
-        settle_jobs(&state, &mut jobs).await;
+        down_since = match settle_jobs(&state, &mut jobs).await {
+            Health::Up => None,
+            Health::Down => Some(tokio::time::Instant::now()),
+        };
     }
 }
 
-async fn settle_jobs(state: &AppState, jobs: &mut Vec<Job>) {
+/// Whether the database answered.
+enum Health {
+    Up,
+    Down,
+}
+
+fn fail(jobs: &mut Vec<Job>) {
+    for job in jobs.drain(..) {
+        let _ = job.reply.send(Err(Unavailable));
+    }
+}
+
+async fn settle_jobs(state: &AppState, jobs: &mut Vec<Job>) -> Health {
     if jobs.is_empty() {
-        return;
+        return Health::Up;
     }
     let events: Vec<PaymentEvent> = jobs.iter().map(|j| j.event.clone()).collect();
     match settle_batch(state, &events).await {
@@ -105,16 +128,16 @@ async fn settle_jobs(state: &AppState, jobs: &mut Vec<Job>) {
             for (job, outcome) in jobs.drain(..).zip(settled.outcomes) {
                 let _ = job.reply.send(Ok(outcome));
             }
+            Health::Up
         }
         Err(e) if e.tied_to_events() => {
             tracing::warn!(error = %e, events = jobs.len(), "settlement batch failed on its data; settling its events one by one");
-            settle_alone(state, jobs).await;
+            settle_alone(state, jobs).await
         }
         Err(e) => {
             tracing::error!(error = %e, events = jobs.len(), "settlement failed; nothing acknowledged");
-            for job in jobs.drain(..) {
-                let _ = job.reply.send(Err(Unavailable));
-            }
+            fail(jobs);
+            Health::Down
         }
     }
 }
@@ -122,7 +145,7 @@ async fn settle_jobs(state: &AppState, jobs: &mut Vec<Job>) {
 /// Settles each event in its own transaction, so one bad event holds none of the others.
 /// An event whose own data fails is recorded as invalid; an error that is not the
 /// event's (the database went away) fails it and every event after it at once.
-async fn settle_alone(state: &AppState, jobs: &mut Vec<Job>) {
+async fn settle_alone(state: &AppState, jobs: &mut Vec<Job>) -> Health {
     let mut down = false;
     for job in jobs.drain(..) {
         if down {
@@ -145,9 +168,11 @@ async fn settle_alone(state: &AppState, jobs: &mut Vec<Job>) {
         };
         let _ = job.reply.send(answer);
     }
+    if down { Health::Down } else { Health::Up }
 }
 
 async fn record(state: &AppState, job: &Job, e: &SettleError) -> Result<Outcome, Unavailable> {
+    tracing::error!(error = %e, event = %job.event.event_id, "the ledger refused an event on its own; recording it as invalid for an operator");
     let reason = format!("the ledger refused it: {e}");
     match record_invalid(&state.db, &job.raw, &reason).await {
         Ok(_) => Ok(Outcome::Exception("invalid_event")),

@@ -54,11 +54,9 @@ pub fn verify(
     let header = header.ok_or(SignatureError::Missing)?;
     let mut timestamp = None;
     let mut candidates = Vec::new();
-    for part in header.split(',') {
-        let (key, value) = part
-            .trim()
-            .split_once('=')
-            .ok_or(SignatureError::Malformed)?;
+    // An empty segment (a trailing comma, two commas) is tolerated.
+    for part in header.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = part.split_once('=').ok_or(SignatureError::Malformed)?;
         match key {
             "t" => timestamp = Some(value),
             "v1" => {
@@ -71,7 +69,7 @@ pub fn verify(
     }
     let t = timestamp.ok_or(SignatureError::Malformed)?;
     let at: i64 = t.parse().map_err(|_| SignatureError::Malformed)?;
-    if (now - at).abs() > TOLERANCE_SECS {
+    if now.abs_diff(at) > TOLERANCE_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     if candidates.is_empty() {
@@ -165,5 +163,40 @@ mod tests {
             verify(Some(&only_v0), b"{}", &s, NOW),
             Err(SignatureError::Mismatch)
         );
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_a_panic() {
+        let s = secrets("whsec_a");
+        for t in [i64::MIN, i64::MAX, -1] {
+            let header = format!("t={t},v1=00");
+            assert_eq!(
+                verify(Some(&header), b"{}", &s, NOW),
+                Err(SignatureError::Stale),
+                "t={t}"
+            );
+        }
+        let header = sign(s.signing(), i64::MIN, b"{}");
+        assert_eq!(
+            verify(Some(&header), b"{}", &s, i64::MAX),
+            Err(SignatureError::Stale)
+        );
+    }
+
+    #[test]
+    fn empty_segments_are_tolerated() {
+        let s = secrets("whsec_a");
+        let header = sign(s.signing(), NOW, b"{}");
+        for tolerant in [
+            format!("{header},"),
+            format!(",{header}"),
+            header.replace(',', ",, "),
+        ] {
+            assert_eq!(
+                verify(Some(&tolerant), b"{}", &s, NOW),
+                Ok(()),
+                "{tolerant}"
+            );
+        }
     }
 }

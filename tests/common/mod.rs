@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod tempdir;
 pub mod ws;
 
 use livefund::AppState;
@@ -38,6 +39,19 @@ where
 /// The Redis the tests use: `REDIS_URL`, or the local default.
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// The URL of the database a `#[sqlx::test]` pool points at.
+pub fn database_url(db: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
+    let name = db
+        .connect_options()
+        .get_database()
+        .expect("a test database name")
+        .to_owned();
+    let base = base.split('?').next().unwrap_or(&base);
+    let server = base.rsplit_once('/').map(|(s, _)| s).unwrap_or(base);
+    format!("{server}/{name}")
 }
 
 /// A unique key prefix, so tests sharing one Redis never see each other's keys.

@@ -81,6 +81,25 @@ impl Client {
         }
     }
 
+    /// True when nothing but totals frames arrives for `quiet`.
+    pub async fn silent_or_totals_for(&mut self, quiet: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + quiet;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return true,
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let frame: Value = serde_json::from_str(&text).expect("JSON frame");
+                    if frame["type"] != "totals" {
+                        eprintln!("unexpected frame {frame}");
+                        return false;
+                    }
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(_) => return false,
+            }
+        }
+    }
+
     /// True when no frame arrives for `quiet` (the socket stays open and silent).
     pub async fn silent_for(&mut self, quiet: Duration) -> bool {
         tokio::time::timeout(quiet, self.ws.next()).await.is_err()

@@ -167,6 +167,19 @@ impl LocalServices {
         &self.data_dir
     }
 
+    /// Fast shutdown of PostgreSQL alone, keeping its data and port: an outage, ended by
+    /// [`LocalServices::start_postgres_again`].
+    pub async fn stop_postgres(&mut self) -> Result<(), ServicesError> {
+        shut_down(self.postgres.take(), libc::SIGINT, "PostgreSQL").await
+    }
+
+    /// Starts PostgreSQL again after [`LocalServices::stop_postgres`], on the same port.
+    pub async fn start_postgres_again(&mut self) -> Result<(), ServicesError> {
+        let binaries = find_binaries()?;
+        let account = postgres_account()?;
+        self.start_postgres(&binaries, account).await
+    }
+
     /// Fast shutdown of both servers (SIGINT to PostgreSQL, SIGTERM to Redis); waits for them to
     /// exit, killing a server that takes too long. A server that already exited is fine.
     pub async fn stop(mut self) -> Result<(), ServicesError> {

@@ -49,10 +49,12 @@ impl LocalServices {
             PathBuf::new()
         };
 
+        // Started again after a stop: on the same port, so its clients find it again.
+        let again = self.postgres_port;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let port = free_port()?;
+            let port = if again != 0 { again } else { free_port()? };
             let mut command = child_command(&binaries.postgres, &self.data_dir, &log, account)?;
             command
                 .arg("-D")
@@ -76,7 +78,7 @@ impl LocalServices {
                     tracing::info!(port, pid = self.postgres_pid, "local PostgreSQL is ready");
                     return Ok(());
                 }
-                Err(error) if attempt < PORT_ATTEMPTS && is_port_clash(&error) => {
+                Err(error) if again == 0 && attempt < PORT_ATTEMPTS && is_port_clash(&error) => {
                     self.postgres = None;
                     tracing::warn!(port, "port taken before PostgreSQL could bind it, retrying");
                 }

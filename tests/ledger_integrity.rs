@@ -1,0 +1,492 @@
+//! Ledger integrity end to end: refunds aimed at the payment they name, an outbox that
+//! loses no alert (a gateway killed between its commit and Redis, Redis flushed with
+//! effects pending), drift repair racing a stream of gifts, refunds after close, and
+//! donors that mean the same live and after a rebuild.
+
+mod common;
+
+use common::process::{livefund, start};
+use common::ws::Client;
+use common::{TestApp, database_url, eventually, payment_event};
+use livefund::counters::Keys;
+use livefund::domain::Slug;
+use livefund::ledger::{self, CampaignLock};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::time::Duration;
+
+/// A refund of `amount` that names the payment `of`.
+fn refund_of(pledge: &str, txn: &str, of: &str, amount: i64) -> Value {
+    let mut event = payment_event("refund.succeeded", pledge, txn, amount);
+    event["refunded_txn_id"] = json!(of);
+    event
+}
+
+/// Delivers `event`; asserts 200 and returns the receipt's outcome (or exception kind).
+async fn outcome(app: &TestApp, event: &Value) -> String {
+    let (status, reply) = app.webhook(event).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let word = reply["exception"]
+        .as_str()
+        .or(reply["outcome"].as_str())
+        .unwrap_or("?");
+    word.to_owned()
+}
+
+/// Waits until every live effect has been applied.
+async fn drained(app: &TestApp) {
+    eventually("the outbox applied", || async {
+        app.count("select count(*) from outbox").await == 0
+    })
+    .await;
+}
+
+async fn campaign_id(app: &TestApp) -> i64 {
+    app.count("select id from campaigns where slug = 'campaign'")
+        .await
+}
+
+fn keys(app: &TestApp) -> Keys {
+    Keys::new(app.prefix.clone())
+}
+
+fn slug(s: &str) -> Slug {
+    Slug::parse("slug", s).expect("slug")
+}
+
+/// The gift frames of a stream's log, in order.
+async fn logged_gifts(app: &TestApp, stream: &str) -> Vec<Value> {
+    let key = keys(app)
+        .campaign(&slug("campaign"))
+        .stream_log(&slug(stream));
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut app.redis().await)
+        .await
+        .expect("xrange");
+    entries
+        .into_iter()
+        .filter_map(|(_, fields)| fields.into_iter().find(|(k, _)| k == "f"))
+        .map(|(_, frame)| serde_json::from_str::<Value>(&frame).expect("frame"))
+        .filter(|f| f["type"] == "gift")
+        .collect()
+}
+
+/// Deletes every key of the app's prefix: Redis lost everything.
+async fn lose_redis(app: &TestApp) {
+    let mut redis = app.redis().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", app.prefix))
+        .query_async(&mut redis)
+        .await
+        .expect("keys");
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut redis)
+            .await
+            .expect("del");
+    }
+}
+
+#[sqlx::test]
+async fn a_refund_of_a_duplicate_charge_leaves_the_gift_and_resolves_the_charge(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.seed().await;
+    let pledge = app.pledged("stream", 5000).await;
+    let pay = |txn: &str| payment_event("payment.succeeded", &pledge, txn, 5000);
+    assert_eq!(outcome(&app, &pay("t1")).await, "gift");
+    assert_eq!(outcome(&app, &pay("t2")).await, "duplicate_payment");
+    drained(&app).await;
+    let before = app.totals("stream").await;
+    assert_eq!(before.0["confirmed"], 5000);
+
+    let refund = refund_of(&pledge, "rf_dup", "t2", 5000);
+    assert_eq!(outcome(&app, &refund).await, "exception_refund");
+    drained(&app).await;
+    assert_eq!(app.totals("stream").await, before, "totals unchanged");
+    let (_, read) = app.get(&format!("/api/v1/pledges/{pledge}")).await;
+    assert_eq!(read["status"], "confirmed", "the pledge stays confirmed");
+    let resolution: (Option<String>, Option<String>) = sqlx::query_as(
+        "select resolution, resolved_by from payment_exceptions where provider_txn_id = 't2'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("exception");
+    assert_eq!(
+        resolution,
+        (
+            Some("refunded".into()),
+            refund["event_id"].as_str().map(str::to_owned)
+        )
+    );
+    assert_eq!(app.count("select count(*) from refunds").await, 0);
+    assert_eq!(app.count("select count(*) from exception_refunds").await, 1);
+    assert_eq!(
+        app.count("select spent from matching_pools").await,
+        2500,
+        "the sponsor's match stays with the real gift"
+    );
+    // The same refund delivered again changes nothing.
+    let mut again = refund.clone();
+    again["event_id"] = json!("evt_again");
+    assert_eq!(outcome(&app, &again).await, "ignored");
+}
+
+#[sqlx::test]
+async fn a_refund_of_a_wrong_payment_that_came_first_never_touches_the_gift(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.seed().await;
+    let pledge = app.pledged("stream", 5000).await;
+    let early = refund_of(&pledge, "rf_w", "t_wrong", 4000);
+    assert_eq!(outcome(&app, &early).await, "refund_without_gift");
+    let wrong = payment_event("payment.succeeded", &pledge, "t_wrong", 4000);
+    assert_eq!(outcome(&app, &wrong).await, "amount_mismatch");
+    let right = payment_event("payment.succeeded", &pledge, "t_right", 5000);
+    assert_eq!(outcome(&app, &right).await, "gift");
+    drained(&app).await;
+    let (stream, _) = app.totals("stream").await;
+    assert_eq!(
+        (stream["confirmed"].clone(), stream["refunded"].clone()),
+        (json!(5000), json!(0))
+    );
+    let (_, read) = app.get(&format!("/api/v1/pledges/{pledge}")).await;
+    assert_eq!(read["status"], "confirmed");
+    assert_eq!(
+        app.count("select count(*) from payment_exceptions where resolved_at is null")
+            .await,
+        0,
+        "the parked refund applied, and the wrong payment is refunded in full"
+    );
+    let early_outcome: String =
+        sqlx::query_scalar("select outcome from payment_events where provider_txn_id = 'rf_w'")
+            .fetch_one(&app.db)
+            .await
+            .expect("outcome");
+    assert_eq!(early_outcome, "exception_refund");
+}
+
+#[sqlx::test]
+async fn a_parked_refund_whose_refund_exists_already_is_answered_not_retried(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.seed().await;
+    let paid = app.pledged("stream", 5000).await;
+    let unpaid = app.pledged("stream", 3000).await;
+    eventually("pledges written behind", || async {
+        app.count("select count(*) from pledges").await == 2
+    })
+    .await;
+    let pay = payment_event("payment.succeeded", &paid, "t1", 5000);
+    assert_eq!(outcome(&app, &pay).await, "gift");
+    assert_eq!(
+        outcome(
+            &app,
+            &payment_event("refund.succeeded", &paid, "rf_1", 1000)
+        )
+        .await,
+        "refund"
+    );
+    // A refund with the same transaction left parked on the other pledge, as a ledger
+    // written before refunds were deduplicated could hold it.
+    for sql in [
+        "insert into payment_events (event_id, type, pledge_id, provider_txn_id, amount, currency, \
+                                     occurred_at, outcome) \
+         values ('evt_old', 'refund.succeeded', $1::uuid, 'rf_1', 1000, 'CNY', now(), 'exception')",
+        "insert into payment_exceptions (event_id, campaign_id, pledge_id, provider_txn_id, kind, \
+                                         amount, currency) \
+         select 'evt_old', campaign_id, id, 'rf_1', 'refund_without_gift', 1000, 'CNY' \
+         from pledges where id = $1::uuid",
+    ] {
+        sqlx::query(sql)
+            .bind(&unpaid)
+            .execute(&app.db)
+            .await
+            .expect(sql);
+    }
+    let late = payment_event("payment.succeeded", &unpaid, "t2", 3000);
+    assert_eq!(outcome(&app, &late).await, "gift", "answered, never 503");
+    let resolution: Option<String> =
+        sqlx::query_scalar("select resolution from payment_exceptions where event_id = 'evt_old'")
+            .fetch_one(&app.db)
+            .await
+            .expect("resolution");
+    assert_eq!(resolution.as_deref(), Some("replayed"));
+    assert_eq!(app.count("select count(*) from refunds").await, 1);
+}
+
+#[sqlx::test]
+async fn refunds_after_close_are_post_close_adjustments_and_leave_the_digest(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.seed().await;
+    let pledge = app.pledged("stream", 5000).await;
+    let other = app.pledged("stream", 3000).await;
+    let pay = payment_event("payment.succeeded", &pledge, "t1", 5000);
+    assert_eq!(outcome(&app, &pay).await, "gift");
+    sqlx::query(
+        "update campaigns set closed_at = now(), close_forced = true, \
+         ledger_digest = 'digest-at-close'",
+    )
+    .execute(&app.db)
+    .await
+    .expect("close");
+    let refund = payment_event("refund.succeeded", &pledge, "rf_1", 2000);
+    assert_eq!(
+        outcome(&app, &refund).await,
+        "refund",
+        "real money returned is recorded"
+    );
+    let late = payment_event("payment.succeeded", &other, "t_late", 3000);
+    assert_eq!(outcome(&app, &late).await, "payment_after_close");
+    let back = refund_of(&other, "rf_late", "t_late", 3000);
+    assert_eq!(outcome(&app, &back).await, "exception_refund");
+    let post_close: bool = sqlx::query_scalar("select post_close from refunds")
+        .fetch_one(&app.db)
+        .await
+        .expect("refund");
+    assert!(post_close);
+    let digest: String = sqlx::query_scalar("select ledger_digest from campaigns")
+        .fetch_one(&app.db)
+        .await
+        .expect("digest");
+    assert_eq!(digest, "digest-at-close");
+    drained(&app).await;
+    let (stream, _) = app.totals("stream").await;
+    assert_eq!(
+        (stream["confirmed"].clone(), stream["refunded"].clone()),
+        (json!(3000), json!(2000))
+    );
+}
+
+#[sqlx::test]
+async fn donors_are_those_with_a_settled_gift_live_and_after_a_rebuild(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.seed().await;
+    let mut pledges = Vec::new();
+    for donor in ["alice", "alice", "bob", "carol"] {
+        let mut body = common::pledge_body("stream", 1000);
+        body["donor_ref"] = json!(donor);
+        let (status, reply) = app.pledge(&body).await;
+        assert_eq!(status, StatusCode::CREATED, "{reply}");
+        pledges.push(reply["pledge_id"].as_str().expect("id").to_owned());
+    }
+    // Carol never pays.
+    for (i, pledge) in pledges.iter().take(3).enumerate() {
+        let pay = payment_event("payment.succeeded", pledge, &format!("t{i}"), 1000);
+        assert_eq!(outcome(&app, &pay).await, "gift");
+    }
+    drained(&app).await;
+    let (stream, campaign) = app.totals("stream").await;
+    assert_eq!(
+        (stream["donors"].clone(), campaign["donors"].clone()),
+        (json!(2), json!(2))
+    );
+    eventually("every pledge written behind", || async {
+        app.count("select count(*) from pledges").await == 4
+    })
+    .await;
+    lose_redis(&app).await;
+    let (stream, campaign) = app.totals("stream").await;
+    assert_eq!(
+        (stream["donors"].clone(), campaign["donors"].clone()),
+        (json!(2), json!(2)),
+        "the same after a rebuild"
+    );
+    assert_eq!(stream["confirmed"], 3000);
+}
+
+#[sqlx::test]
+async fn a_gateway_killed_between_its_commit_and_redis_loses_no_alert(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    app.seed().await;
+    let pledge = app.pledged("stream", 5000).await;
+    eventually("the pledge written behind", || async {
+        app.count("select count(*) from pledges").await == 1
+    })
+    .await;
+    let mut overlay = Client::connect(&app.ws_url("stream", None)).await;
+    assert_eq!(overlay.next().await["type"], "snapshot");
+
+    // No relay can apply the campaign's effects while the test holds its lock: the gift
+    // is committed and its alert waits in the outbox.
+    let held = CampaignLock::acquire(&app.db, campaign_id(&app).await)
+        .await
+        .expect("lock");
+    let mut command = livefund();
+    command
+        .arg("serve")
+        .env("DATABASE_URL", database_url(&db))
+        .env("REDIS_URL", common::redis_url())
+        .env("LIVEFUND_WEBHOOK_SECRET", common::WEBHOOK_SECRET)
+        .env("LIVEFUND_LISTEN", "127.0.0.1:0")
+        .env("LIVEFUND_REDIS_PREFIX", &app.prefix);
+    let mut gateway = start(command, "listening on", Duration::from_secs(30));
+    let event = payment_event("payment.succeeded", &pledge, "t1", 5000);
+    let body = event.to_string().into_bytes();
+    let now = chrono::Utc::now().timestamp();
+    let signed = livefund::payments::signature::sign(
+        &livefund::config::Secret::new(common::WEBHOOK_SECRET),
+        now,
+        &body,
+    );
+    let answer = reqwest::Client::new()
+        .post(format!("{}/api/v1/webhooks/payments", gateway.base_url))
+        .header("Livefund-Signature", signed)
+        .body(body)
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(answer.status(), StatusCode::OK, "committed");
+    assert_eq!(app.count("select count(*) from outbox").await, 1);
+    let killed = gateway.stop_with(libc::SIGKILL, Duration::from_secs(10));
+    assert!(!killed.success());
+    held.release().await.expect("release");
+
+    let gift = overlay.next_of("gift").await;
+    assert_eq!(
+        (gift["amount"].clone(), gift["test"].clone()),
+        (json!(5000), json!(false))
+    );
+    assert!(
+        overlay
+            .silent_or_totals_for(Duration::from_millis(1500))
+            .await,
+        "the alert arrives once"
+    );
+    drained(&app).await;
+    assert_eq!(logged_gifts(&app, "stream").await.len(), 1);
+    assert_eq!(app.totals("stream").await.0["confirmed"], 5000);
+}
+
+#[sqlx::test]
+async fn redis_lost_with_effects_pending_counts_once_and_announces_once(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.seed().await;
+    let first = app.pledged("stream", 2000).await;
+    let second = app.pledged("stream", 3000).await;
+    let pay = payment_event("payment.succeeded", &first, "t1", 2000);
+    assert_eq!(outcome(&app, &pay).await, "gift");
+    drained(&app).await;
+
+    let held = CampaignLock::acquire(&app.db, campaign_id(&app).await)
+        .await
+        .expect("lock");
+    let pay = payment_event("payment.succeeded", &second, "t2", 3000);
+    assert_eq!(outcome(&app, &pay).await, "gift");
+    assert_eq!(app.count("select count(*) from outbox").await, 1, "pending");
+    lose_redis(&app).await;
+    held.release().await.expect("release");
+
+    // The relay finds the counters gone, a rebuild counts both gifts from the ledger, and
+    // the pending one is still announced, once.
+    drained(&app).await;
+    let (stream, campaign) = app.totals("stream").await;
+    assert_eq!(
+        (
+            stream["confirmed"].clone(),
+            stream["gifts"].clone(),
+            campaign["confirmed"].clone()
+        ),
+        (json!(5000), json!(2), json!(5000)),
+        "counted once"
+    );
+    let gifts = logged_gifts(&app, "stream").await;
+    assert_eq!(gifts.len(), 1, "announced once: {gifts:?}");
+    assert_eq!(gifts[0]["amount"], 3000);
+}
+
+#[sqlx::test]
+async fn drift_repairs_racing_a_stream_of_gifts_leave_the_totals_exact(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    app.seed().await;
+    let mut pledges = Vec::new();
+    for _ in 0..300 {
+        pledges.push(app.pledged("stream", 100).await);
+    }
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let repairs = {
+        let (db, keys, done) = (db.clone(), keys(&app), done.clone());
+        let mut redis = app.redis().await;
+        tokio::spawn(async move {
+            let campaign = slug("campaign");
+            let mut count = 0;
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                ledger::repair_campaign(&db, &mut redis, &keys, &campaign)
+                    .await
+                    .expect("repair");
+                count += 1;
+            }
+            count
+        })
+    };
+    // Only gifts flow, so the live total may only grow: a repair that wrote an older
+    // ledger over a gift counted after its read would show as a fall.
+    let watcher = {
+        let (key, done) = (
+            keys(&app).campaign(&slug("campaign")).totals(),
+            done.clone(),
+        );
+        let mut redis = app.redis().await;
+        tokio::spawn(async move {
+            let (mut high, mut falls) = (0i64, Vec::new());
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let now: Option<i64> = redis::cmd("HGET")
+                    .arg(&key)
+                    .arg("confirmed")
+                    .query_async(&mut redis)
+                    .await
+                    .expect("hget");
+                let now = now.unwrap_or(0);
+                if now < high {
+                    falls.push((high, now));
+                }
+                high = high.max(now);
+            }
+            falls
+        })
+    };
+    for (chunk, batch) in pledges.chunks(10).enumerate() {
+        let deliveries = batch.iter().enumerate().map(|(i, p)| {
+            let event = payment_event("payment.succeeded", p, &format!("t{chunk}_{i}"), 100);
+            let app = &app;
+            async move { app.webhook(&event).await }
+        });
+        for (status, reply) in futures_util::future::join_all(deliveries).await {
+            assert_eq!(
+                (status, reply["outcome"].clone()),
+                (StatusCode::OK, json!("gift"))
+            );
+        }
+    }
+    drained(&app).await;
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let repaired = repairs.await.expect("repairs");
+    assert!(repaired > 1, "repairs ran during the stream ({repaired})");
+    let falls = watcher.await.expect("watcher");
+    assert!(falls.is_empty(), "a repair lost counted gifts: {falls:?}");
+    let (stream, campaign) = app.totals("stream").await;
+    assert_eq!(
+        (
+            stream["confirmed"].clone(),
+            stream["gifts"].clone(),
+            campaign["matched"].clone()
+        ),
+        (json!(30_000), json!(300), json!(15_000))
+    );
+    let drift = ledger::drift_of(
+        &app.db,
+        &mut app.redis().await,
+        &keys(&app),
+        &slug("campaign"),
+    )
+    .await
+    .expect("drift");
+    assert_eq!(drift, 0);
+    assert_eq!(
+        logged_gifts(&app, "stream").await.len(),
+        300,
+        "each announced once"
+    );
+}
