@@ -7,9 +7,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{MigrateArgs, RebuildArgs, ServeArgs};
 use crate::counters::Keys;
 use crate::domain::Slug;
-use crate::{
-    AppState, connect_postgres, connect_redis, migrate as run_migrations, serve as serve_on,
-};
+use crate::{connect_postgres, connect_redis, migrate as run_migrations, serve as serve_on};
 
 /// `livefund serve`: runs pending migrations, then serves until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -23,10 +21,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.settings.listen))?;
     let bound = listener.local_addr()?;
     let config = args.settings.resolve(bound, args.webhook_secret);
-    let state = AppState::new(db, redis, config);
     let shutdown = shutdown_on_signal();
     tracing::info!(address = %bound, "livefund listening on http://{bound}");
-    serve_on(listener, state, shutdown).await?;
+    serve_on(listener, db, redis, config, shutdown).await?;
     tracing::info!("livefund stopped");
     Ok(())
 }

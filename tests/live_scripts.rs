@@ -3,12 +3,16 @@
 
 use std::time::Duration;
 
+use chrono::{TimeZone, Utc};
 use futures_util::StreamExt;
 use livefund::counters::{
     self, Applied, CampaignKeys, FIELDS, FailedPledge, Keys, LOG_LENGTH, PledgeOutcome,
     PledgeWrite, ReachedMilestone, Scope, SettledGift, SettledRefund, Snapshot, TopDonor,
 };
-use livefund::domain::{CampaignStatus, Currency, Money, Pledge, PledgeFields, PledgeRules, Slug};
+use livefund::domain::{
+    CampaignStatus, Currency, Money, Pledge, PledgeFields, PledgeRecord, PledgeRules, PledgeStatus,
+    Slug,
+};
 use redis::FromRedisValue;
 use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
@@ -46,6 +50,34 @@ fn seq_of(applied: Applied) -> u64 {
         Applied::Announced(seq) => seq,
         Applied::AlreadyAnnounced => 0,
         other => panic!("the campaign's counters are marked built in live(): {other:?}"),
+    }
+}
+
+/// A fresh pledge id.
+fn pledge_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// `p` as kept, under `id`, expiring at `expires_ms`.
+fn record(p: &Pledge, id: &str, expires_ms: i64) -> PledgeRecord {
+    let at = |ms| Utc.timestamp_millis_opt(ms).single().expect("a time");
+    PledgeRecord {
+        id: id.parse().expect("a pledge id is a UUID"),
+        campaign_id: 1,
+        campaign: slug("warm-winter"),
+        stream_id: 1,
+        stream: p.stream.clone(),
+        amount: p.amount,
+        currency: p.currency,
+        designation: p.designation.as_ref().map(|d| d.to_string()),
+        donor_name: p.public_name().map(str::to_owned),
+        anonymous: p.anonymous,
+        message: p.message.clone(),
+        donor_ref: p.donor_ref.clone(),
+        idempotency_key: Some(p.idempotency_key.as_str().to_owned()),
+        status: PledgeStatus::Pending,
+        created_at: at(0),
+        expires_at: at(expires_ms),
     }
 }
 
@@ -177,22 +209,20 @@ impl Live {
     }
 
     async fn accept(&mut self, p: &Pledge, id: &str, expires_ms: i64) -> R<PledgeOutcome> {
-        let (pledge, pledge_id, ttl) = (p, id, 3600);
-        let (idempotency_ttl_secs, pledge_ttl_secs, now_ms) = (ttl, ttl, 0);
+        let (kept, fingerprint, ttl) = (record(p, id, expires_ms), p.fingerprint(), 3600);
         let write = PledgeWrite {
-            pledge,
-            pledge_id,
-            now_ms,
-            expires_ms,
-            idempotency_ttl_secs,
-            pledge_ttl_secs,
+            pledge: &kept,
+            idempotency_key: p.idempotency_key.as_str(),
+            fingerprint: &fingerprint,
+            idempotency_ttl_secs: ttl,
+            pledge_ttl_secs: ttl,
         };
         counters::accept_pledge(&mut self.conn, &self.keys, &write).await
     }
 
     /// A new pledge of `amount` on `stream` with no donor_ref; returns its id.
     async fn pledge(&mut self, stream: &str, amount: i64, expires_ms: i64) -> R<String> {
-        let (id, p) = (new_id(), pledge(stream, &new_id(), amount, None));
+        let (id, p) = (pledge_id(), pledge(stream, &new_id(), amount, None));
         let outcome = self.accept(&p, &id, expires_ms).await?;
         let pledge_id = id.clone();
         assert_eq!(
@@ -347,10 +377,11 @@ async fn new_pledge_counts_pledged_and_is_pending_until_its_expiry() -> R {
 async fn same_key_and_body_replays_the_first_pledge_even_with_another_id() -> R {
     let mut t = live().await;
     let p = pledge(S, "retry-key-1", 500, Some("browser-1"));
-    t.accept(&p, "first-id", 90_000).await?;
+    let (first_id, second_id) = (pledge_id(), pledge_id());
+    t.accept(&p, &first_id, 90_000).await?;
     let before = t.state().await?;
-    let again = t.accept(&p, "second-id", 120_000).await?;
-    let (pledge_id, expires_ms) = ("first-id".into(), 90_000);
+    let again = t.accept(&p, &second_id, 120_000).await?;
+    let (pledge_id, expires_ms) = (first_id, 90_000);
     assert_eq!(
         again,
         PledgeOutcome::Replay {
@@ -359,7 +390,7 @@ async fn same_key_and_body_replays_the_first_pledge_even_with_another_id() -> R 
         }
     );
     assert_eq!(t.state().await?, before);
-    assert_eq!(t.status("second-id").await?, None);
+    assert_eq!(t.status(&second_id).await?, None);
     Ok(())
 }
 
@@ -367,13 +398,14 @@ async fn same_key_and_body_replays_the_first_pledge_even_with_another_id() -> R 
 async fn same_key_with_another_amount_conflicts_and_changes_nothing() -> R {
     let mut t = live().await;
     let first = pledge(S, "retry-key-1", 500, None);
-    t.accept(&first, "first-id", 90_000).await?;
+    let (first_id, second_id) = (pledge_id(), pledge_id());
+    t.accept(&first, &first_id, 90_000).await?;
     let before = t.state().await?;
     let other = pledge(S, "retry-key-1", 501, None);
-    let conflict = t.accept(&other, "second-id", 90_000).await?;
+    let conflict = t.accept(&other, &second_id, 90_000).await?;
     assert_eq!(conflict, PledgeOutcome::Conflict);
     assert_eq!(t.state().await?, before);
-    assert_eq!(t.status("second-id").await?, None);
+    assert_eq!(t.status(&second_id).await?, None);
     Ok(())
 }
 
@@ -468,7 +500,7 @@ async fn failed_pledge_is_not_expired_again() -> R {
 #[tokio::test]
 async fn gift_counts_once_on_campaign_stream_board_and_log() -> R {
     let mut t = live().await;
-    let (s, pid) = (slug(S), new_id());
+    let (s, pid) = (slug(S), pledge_id());
     let p = pledge(S, "key-gift-1", 500, Some("browser-1"));
     t.accept(&p, &pid, 90_000).await?;
     let g = SettledGift {
@@ -619,7 +651,7 @@ async fn a_script_refuses_corrupt_totals_before_writing_anything() -> R {
     let result = counters::gift_settled(&mut t.conn, &t.keys, &g).await;
     assert!(result.is_err(), "{result:?}");
     let p = pledge(S, "corrupt-key-1", 500, None);
-    assert!(t.accept(&p, &new_id(), 1_000).await.is_err());
+    assert!(t.accept(&p, &pledge_id(), 1_000).await.is_err());
     assert_eq!(t.state().await?, before, "nothing written");
     Ok(())
 }
@@ -825,7 +857,7 @@ async fn without_built_counters_every_hook_refuses_and_writes_nothing() -> R {
         .arg(t.keys.built())
         .query_async(&mut t.conn)
         .await?;
-    let id = new_id();
+    let id = pledge_id();
     let p = pledge(S, &new_id(), 500, None);
     assert_eq!(t.accept(&p, &id, 1_000).await?, PledgeOutcome::NotBuilt);
     let s = slug(S);

@@ -5,14 +5,14 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::http::HeaderMap;
-use common::{Options, TestApp, WEBHOOK_SECRET, code, pledge_body};
+use common::{Options, TestApp, WEBHOOK_SECRET, code, eventually, pledge_body};
 use livefund::config::{Config, Limits, Secret, WebhookSecrets};
-use livefund::payments::sandbox::{SandboxError, SandboxProvider, processing_fee};
+use livefund::domain::PledgeStatus;
 use livefund::payments::signature;
-use livefund::pledges::PledgeStatus;
+use livefund::pledges::PledgeView;
+use livefund::sandbox::{SandboxError, SandboxProvider, processing_fee};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -44,18 +44,20 @@ async fn checkout(app: &TestApp, pledge: &str, action: &str, body: &str) -> (Sta
     .await
 }
 
-/// Polls the pledge until its status is `want` (at most 10 s); returns the last one seen.
+/// The pledge's status, as its viewer reads it.
+async fn status_of(app: &TestApp, pledge: &str) -> String {
+    let (status, body) = app.get(&format!("/api/v1/pledges/{pledge}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["status"].as_str().unwrap_or("<none>").to_owned()
+}
+
+/// Waits (bounded) until the pledge's status is `want`; fails the test otherwise.
 async fn status_becomes(app: &TestApp, pledge: &str, want: &str) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, body) = app.get(&format!("/api/v1/pledges/{pledge}")).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let seen = body["status"].as_str().unwrap_or("<none>").to_owned();
-        if seen == want || tokio::time::Instant::now() >= deadline {
-            return seen;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(&format!("pledge {pledge} to be {want}"), || async {
+        status_of(app, pledge).await == want
+    })
+    .await;
+    want.to_owned()
 }
 
 /// Pays `pledge` through the sandbox and waits until it reads `confirmed`.
@@ -272,10 +274,10 @@ fn config_for(public_url: String) -> Config {
     }
 }
 
-fn a_pledge(amount: i64) -> PledgeStatus {
-    PledgeStatus {
+fn a_pledge(amount: i64) -> PledgeView {
+    PledgeView {
         pledge_id: uuid::Uuid::new_v4().to_string(),
-        status: "pending".into(),
+        status: PledgeStatus::Pending,
         amount,
         currency: "CNY".into(),
         campaign: "campaign".into(),
@@ -381,38 +383,61 @@ async fn a_4xx_is_final_and_a_persistent_5xx_gives_up_after_three_attempts() {
     }
 }
 
+/// How many auto-payments ended with `result`, per the gateway's metrics.
+async fn autopaid(app: &TestApp, result: &str) -> u64 {
+    let (status, body) = app.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = body.as_str().unwrap_or_default();
+    let label = format!("result=\"{result}\"");
+    text.lines()
+        .filter(|l| l.starts_with("livefund_sandbox_autopay_total") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 #[sqlx::test]
 async fn autopay_pays_a_pledge_still_pending_after_the_delay(db: PgPool) {
-    let app = sandbox_app(db.clone()).await;
-    // A second state over the same database, Redis keys and public URL, as the serving
-    // process would hand to the provider.
-    let config = Config {
-        redis_prefix: app.prefix.clone(),
-        checkout_url: app.url("/sandbox/checkout"),
-        ..config_for(app.url(""))
+    let options = Options {
+        sandbox_payments: true,
+        limits: Limits {
+            http_pledges_per_ip: 0,
+            // Long enough that a pledge is seen pending, and declined, well before it.
+            sandbox_autopay_ms: 1500,
+            ..Limits::default()
+        },
+        ..Options::default()
     };
-    let redis = livefund::connect_redis(&app.redis_url).expect("redis url");
-    let state = livefund::AppState::new(db, redis, config.clone());
-    let provider = SandboxProvider::new(&config).expect("a provider");
-
+    let app = TestApp::spawn_with(db, options).await;
+    app.seed().await;
+    let (paid_before, skipped_before) = (
+        autopaid(&app, "paid").await,
+        autopaid(&app, "skipped").await,
+    );
     let pending = pledged(&app, 5000).await;
     let declined = pledged(&app, 3000).await;
+    assert_eq!(
+        status_of(&app, &pending).await,
+        "pending",
+        "not before the delay"
+    );
     let (status, body) = checkout(&app, &declined, "fail", "").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(status_becomes(&app, &declined, "failed").await, "failed");
 
-    let delay = Duration::from_millis(200);
-    for pledge in [&pending, &declined] {
-        provider.schedule_autopay(pledge.parse().expect("uuid"), delay, state.clone());
-    }
-    let (_, read) = app.get(&format!("/api/v1/pledges/{pending}")).await;
-    assert_eq!(read["status"], "pending", "not before the delay");
     assert_eq!(
         status_becomes(&app, &pending, "confirmed").await,
         "confirmed"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both auto-payments have run: one paid, one found its pledge declined and left it.
+    eventually("both auto-payments", || async {
+        autopaid(&app, "paid").await == paid_before + 1
+            && autopaid(&app, "skipped").await == skipped_before + 1
+    })
+    .await;
     assert_eq!(app.count("select count(*) from gifts").await, 1);
-    let (_, read) = app.get(&format!("/api/v1/pledges/{declined}")).await;
-    assert_eq!(read["status"], "failed", "a declined pledge is not paid");
+    assert_eq!(
+        status_of(&app, &declined).await,
+        "failed",
+        "a declined pledge is not paid"
+    );
 }

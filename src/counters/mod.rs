@@ -5,7 +5,9 @@
 //! (`lf:{c:slug}:...`), so all of a campaign's keys live in one Redis Cluster slot and
 //! its scripts run unchanged there.
 
+pub mod channel;
 mod keys;
+pub mod pledge_hash;
 mod scripts;
 mod settled;
 mod snapshot;

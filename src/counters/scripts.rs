@@ -1,16 +1,15 @@
 //! The Lua scripts, one per live state change, loaded once (by SHA, re-sent only when
 //! Redis lost it); each validates before it writes. Every script is the shared prelude
-//! (`scripts/prelude.lua`, with the pledge status words from [`PledgeStatus`]) followed by
-//! its own file. The typed wrappers of the pledge's own changes are here; those of the
-//! ledger's effects are in `settled`.
+//! (the pledge status words from [`PledgeStatus`], the channel's publishing functions from
+//! `channel`, then `scripts/prelude.lua`) followed by its own file. The typed wrappers of
+//! the pledge's own changes are here; those of the ledger's effects are in `settled`.
 
 use redis::Script;
 use redis::aio::ConnectionLike;
 use std::sync::LazyLock;
 
-use super::CampaignKeys;
-use super::donor_key;
-use crate::domain::{Pledge, PledgeStatus, Slug};
+use super::{CampaignKeys, channel, pledge_hash};
+use crate::domain::{PledgeRecord, PledgeStatus, Slug};
 
 /// How many events each stream's log keeps for replay.
 pub const LOG_LENGTH: u32 = 1000;
@@ -33,8 +32,9 @@ fn prelude() -> String {
         .map(|s| format!("{0} = '{0}'", s.as_str()))
         .collect();
     format!(
-        "local STATUS = {{{}}}\n{}",
+        "local STATUS = {{{}}}\n{}{}",
         words.join(", "),
+        channel::lua(),
         include_str!("scripts/prelude.lua")
     )
 }
@@ -54,12 +54,13 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     seq_floor: script(include_str!("scripts/seq_floor.lua")),
 });
 
-/// A pledge to record, with the times and lifetimes the caller chose.
+/// A pledge to record once per idempotency key, with the lifetimes the caller chose.
 pub struct PledgeWrite<'a> {
-    pub pledge: &'a Pledge,
-    pub pledge_id: &'a str,
-    pub now_ms: i64,
-    pub expires_ms: i64,
+    pub pledge: &'a PledgeRecord,
+    /// The idempotency key it is recorded under.
+    pub idempotency_key: &'a str,
+    /// A digest of the request, telling a retry from another pledge under the same key.
+    pub fingerprint: &'a str,
     pub idempotency_ttl_secs: u64,
     pub pledge_ttl_secs: u64,
 }
@@ -89,34 +90,26 @@ pub async fn accept_pledge<C: ConnectionLike>(
     write: &PledgeWrite<'_>,
 ) -> redis::RedisResult<PledgeOutcome> {
     let p = write.pledge;
-    let stream = &p.stream;
-    let reply: Vec<String> = SCRIPTS
-        .pledge
-        .key(keys.idempotency(p.idempotency_key.as_str()))
-        .key(keys.pledge(write.pledge_id))
+    let id = p.id.to_string();
+    let mut invocation = SCRIPTS.pledge.key(keys.idempotency(write.idempotency_key));
+    invocation
+        .key(keys.pledge(&id))
         .key(keys.totals())
-        .key(keys.stream_totals(stream))
+        .key(keys.stream_totals(&p.stream))
         .key(keys.pending())
         .key(keys.built())
-        .arg(p.fingerprint())
-        .arg(write.pledge_id)
+        .arg(write.fingerprint)
+        .arg(&id)
         .arg(p.amount.minor_units())
-        .arg(stream.as_str())
-        .arg(donor_key(p.donor_ref.as_deref(), write.pledge_id))
-        .arg(write.now_ms)
-        .arg(write.expires_ms)
+        .arg(p.stream.as_str())
+        .arg(p.expires_at.timestamp_millis())
         .arg(write.idempotency_ttl_secs)
         .arg(write.pledge_ttl_secs)
-        .arg(keys.channel())
-        .arg(p.currency.as_str())
-        .arg(p.public_name().unwrap_or(""))
-        .arg(if p.anonymous { "1" } else { "0" })
-        .arg(p.message.as_deref().unwrap_or(""))
-        .arg(p.designation.as_ref().map_or("", |d| d.as_str()))
-        .arg(p.donor_ref.as_deref().unwrap_or(""))
-        .arg(p.idempotency_key.as_str())
-        .invoke_async(conn)
-        .await?;
+        .arg(keys.channel());
+    for (field, value) in pledge_hash::fields(p) {
+        invocation.arg(field).arg(value);
+    }
+    let reply: Vec<String> = invocation.invoke_async(conn).await?;
     pledge_outcome(&reply)
 }
 

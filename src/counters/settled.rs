@@ -7,8 +7,9 @@ use redis::aio::ConnectionLike;
 use serde::{Deserialize, Serialize};
 
 use super::CampaignKeys;
+use super::channel::Message;
 use super::scripts::{LOG_LENGTH, SCRIPTS};
-use crate::domain::{Money, Slug};
+use crate::domain::{Money, Slug, public_name};
 
 /// The key a donor is counted under: the page's `donor_ref`, or the pledge itself.
 pub fn donor_key(donor_ref: Option<&str>, pledge_id: &str) -> String {
@@ -116,11 +117,7 @@ pub async fn gift_settled<C: ConnectionLike>(
         .arg(gift.matched.minor_units())
         .arg(&gift.currency)
         .arg(super::donor_key(gift.donor_ref.as_deref(), &gift.pledge_id))
-        .arg(if gift.anonymous {
-            String::new()
-        } else {
-            shown(&gift.public_name)
-        })
+        .arg(public_name(gift.anonymous, gift.public_name.as_deref()).unwrap_or_default())
         .arg(shown(&gift.message))
         .arg(shown(&gift.designation))
         .arg(LOG_LENGTH)
@@ -281,9 +278,13 @@ pub async fn publish_alert<C: ConnectionLike>(
     keys: &CampaignKeys,
     alert: &Alert,
 ) -> redis::RedisResult<()> {
+    let message = Message::Alert {
+        stream: alert.stream.as_str(),
+        frame: &alert.frame,
+    };
     redis::cmd("PUBLISH")
         .arg(keys.channel())
-        .arg(format!("A {} {}", alert.stream, alert.frame))
+        .arg(message.encode())
         .query_async(conn)
         .await
 }

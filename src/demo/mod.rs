@@ -12,7 +12,7 @@ use std::path::Path;
 use tokio::net::TcpListener;
 
 use crate::config::{DemoArgs, Secret, WebhookSecrets};
-use crate::{AppState, cli, connect_postgres, connect_redis, migrate, serve};
+use crate::{cli, connect_postgres, connect_redis, migrate, serve};
 use services::LocalServices;
 
 /// Runs the demo until SIGINT or SIGTERM.
@@ -72,7 +72,6 @@ async fn serve_demo(args: &DemoArgs, database_url: &str, redis_url: &str) -> any
     let bound = listener.local_addr()?;
     let config = settings.resolve(bound, webhook_secrets);
     let base = config.public_url.clone();
-    let state = AppState::new(db, redis, config);
     let shutdown = cli::shutdown_on_signal();
 
     println!();
@@ -95,7 +94,7 @@ async fn serve_demo(args: &DemoArgs, database_url: &str, redis_url: &str) -> any
     println!("Press Ctrl-C to stop.");
     std::io::stdout().flush()?;
 
-    serve(listener, state, shutdown).await?;
+    serve(listener, db, redis, config, shutdown).await?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 mod campaign;
 mod money;
 mod pledge;
+mod record;
 mod status;
 mod text;
 
@@ -14,6 +15,7 @@ pub use pledge::{
     IdempotencyKey, MAX_DONOR_NAME, MAX_MESSAGE, Pledge, PledgeFields, PledgeRules, Refusal,
     public_name,
 };
+pub use record::PledgeRecord;
 pub use status::PledgeStatus;
 pub use text::{DesignationCode, Slug, bounded_text};
 

@@ -47,6 +47,13 @@ impl Money {
     }
 }
 
+impl From<i64> for Money {
+    /// A value read from trusted storage, like [`Money::from_stored`].
+    fn from(minor_units: i64) -> Money {
+        Money(minor_units)
+    }
+}
+
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
@@ -74,6 +81,14 @@ impl Currency {
 
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("a currency holds only ASCII letters")
+    }
+}
+
+impl TryFrom<String> for Currency {
+    type Error = Invalid;
+
+    fn try_from(code: String) -> Result<Currency, Invalid> {
+        Currency::parse("currency", &code)
     }
 }
 

@@ -82,6 +82,16 @@ impl PledgeStatus {
     }
 }
 
+impl TryFrom<String> for PledgeStatus {
+    type Error = super::Invalid;
+
+    fn try_from(word: String) -> Result<Self, Self::Error> {
+        PledgeStatus::parse(&word).ok_or_else(|| {
+            super::Invalid::new("status", format!("{word:?} is not a pledge status"))
+        })
+    }
+}
+
 impl std::fmt::Display for PledgeStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

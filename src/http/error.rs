@@ -111,7 +111,9 @@ fn pledge_status(e: &PledgeError) -> StatusCode {
         PledgeError::Refused(Refusal::CampaignClosed | Refusal::CampaignNotLive(_))
         | PledgeError::IdempotencyConflict => StatusCode::CONFLICT,
         PledgeError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        PledgeError::Redis(_) | PledgeError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+        PledgeError::Redis(_) | PledgeError::Database(_) | PledgeError::Rebuild(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! Health, readiness, metrics and the OpenAPI document.
+//! Health, readiness and metrics.
 
+use crate::AppState;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -7,10 +8,6 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::Serialize;
 use std::time::Duration;
-use utoipa::OpenApi;
-
-use super::openapi::ApiDoc;
-use crate::AppState;
 
 /// How long a readiness probe waits for each backend.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -20,7 +17,6 @@ pub fn router() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -88,10 +84,4 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
-}
-
-/// This API as OpenAPI 3.
-#[utoipa::path(get, path = "/openapi.json", tag = "health", responses((status = 200, description = "OpenAPI document")))]
-async fn openapi() -> impl IntoResponse {
-    axum::Json(ApiDoc::openapi())
 }

@@ -60,8 +60,10 @@ async fn upgrade(
     let limit = state.config.limits.ws_max_frame;
     let params = SocketParams {
         live: state.live.clone(),
+        intake: state.pledges.clone(),
+        ledger: state.ledger.clone(),
+        limits: state.config.limits.clone(),
         shutdown: state.shutdown.clone(),
-        state,
         stream: info,
         since: query.since,
     };

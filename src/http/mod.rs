@@ -30,6 +30,7 @@ use crate::AppState;
 pub fn router(state: AppState) -> Router {
     let mut routes = Router::new()
         .merge(health::router())
+        .merge(openapi::router())
         .merge(funds::router())
         .merge(campaigns::router())
         .merge(streams::router())

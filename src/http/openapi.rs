@@ -1,10 +1,24 @@
 //! The OpenAPI document of the contract, served at `/openapi.json`.
 
+use axum::Router;
+use axum::response::IntoResponse;
+use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{campaigns, error, funds, health, live, pledges, sandbox, streams, webhooks};
+use crate::AppState;
 use crate::counters::Totals;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(openapi))
+}
+
+/// This API as OpenAPI 3.
+#[utoipa::path(get, path = "/openapi.json", tag = "health", responses((status = 200, description = "OpenAPI document")))]
+async fn openapi() -> impl IntoResponse {
+    axum::Json(ApiDoc::openapi())
+}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,7 +28,7 @@ use crate::counters::Totals;
                        a settled ledger and reconciliation. Amounts are integer minor units."
     ),
     paths(
-        health::healthz, health::readyz, health::metrics, health::openapi,
+        health::healthz, health::readyz, health::metrics, openapi,
         funds::create,
         campaigns::create, campaigns::show,
         streams::create, streams::show,

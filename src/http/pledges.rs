@@ -12,7 +12,7 @@ use super::{ApiError, Json};
 use crate::AppState;
 use crate::config::Config;
 use crate::domain::{PledgeFields, Slug};
-use crate::pledges::{self, Accepted, PledgeStatus};
+use crate::pledges::{Accepted, PledgeView};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -82,7 +82,7 @@ async fn create(
     let not_found = || ApiError::not_found("stream", stream);
     let slug = Slug::parse("stream", stream).map_err(|_| not_found())?;
     let stream = state.catalog.stream(&slug).await?.ok_or_else(not_found)?;
-    let accepted = pledges::pledge(&state, &stream, &fields).await?;
+    let accepted = state.pledges.pledge(&stream, &fields).await?;
     let status = if accepted.replay {
         StatusCode::OK
     } else {
@@ -96,16 +96,16 @@ async fn create(
     get, path = "/api/v1/pledges/{pledge_id}", tag = "viewer",
     params(("pledge_id" = String, Path, description = "The pledge id")),
     responses(
-        (status = 200, description = "The pledge", body = PledgeStatus),
+        (status = 200, description = "The pledge", body = PledgeView),
         (status = 404, description = "No such pledge", body = super::ErrorBody),
     )
 )]
 async fn show(
     State(state): State<AppState>,
     Path(pledge_id): Path<String>,
-) -> Result<axum::Json<PledgeStatus>, ApiError> {
+) -> Result<axum::Json<PledgeView>, ApiError> {
     let not_found = || ApiError::NotFound("no such pledge".into());
     let id: uuid::Uuid = pledge_id.parse().map_err(|_| not_found())?;
-    let pledge = pledges::find(&state, &id).await?.ok_or_else(not_found)?;
+    let pledge = state.pledges.find(&id).await?.ok_or_else(not_found)?;
     Ok(axum::Json(pledge))
 }

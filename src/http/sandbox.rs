@@ -13,9 +13,10 @@ use super::pledges::check_origin;
 use super::{ApiError, RawBody};
 use crate::AppState;
 use crate::domain::Invalid;
+use crate::domain::PledgeStatus;
 use crate::payments::PaymentEvent;
-use crate::payments::sandbox::{Delivery, SandboxError, SandboxProvider};
-use crate::pledges::{self, PledgeStatus};
+use crate::pledges::PledgeView;
+use crate::sandbox::{Delivery, SandboxError, SandboxProvider};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -74,7 +75,7 @@ async fn pay(
 ) -> Result<axum::Json<SandboxDelivery>, ApiError> {
     check_origin(&state, &headers)?;
     let pledge = pledge(&state, &pledge_id).await?;
-    require(&pledge, "pending", "paid")?;
+    require(&pledge, PledgeStatus::Pending, "paid")?;
     let delivery = provider(&state)?.pay(&pledge).await;
     answer(delivery)
 }
@@ -99,7 +100,7 @@ async fn fail(
 ) -> Result<axum::Json<SandboxDelivery>, ApiError> {
     check_origin(&state, &headers)?;
     let pledge = pledge(&state, &pledge_id).await?;
-    require(&pledge, "pending", "declined")?;
+    require(&pledge, PledgeStatus::Pending, "declined")?;
     let delivery = provider(&state)?.fail(&pledge).await;
     answer(delivery)
 }
@@ -133,7 +134,7 @@ async fn refund(
         super::json::parse(&body)?
     };
     let pledge = pledge(&state, &pledge_id).await?;
-    require(&pledge, "confirmed", "refunded")?;
+    require(&pledge, PledgeStatus::Confirmed, "refunded")?;
     let amount = request.amount.unwrap_or(pledge.amount);
     if !(1..=pledge.amount).contains(&amount) {
         return Err(Invalid::new(
@@ -159,14 +160,14 @@ async fn refund(
     answer(delivery)
 }
 
-async fn pledge(state: &AppState, pledge_id: &str) -> Result<PledgeStatus, ApiError> {
+async fn pledge(state: &AppState, pledge_id: &str) -> Result<PledgeView, ApiError> {
     let not_found = || ApiError::NotFound("no such pledge".into());
     let id: uuid::Uuid = pledge_id.parse().map_err(|_| not_found())?;
-    pledges::find(state, &id).await?.ok_or_else(not_found)
+    state.pledges.find(&id).await?.ok_or_else(not_found)
 }
 
 /// Refuses an action on a pledge that is not in the `wanted` status.
-fn require(pledge: &PledgeStatus, wanted: &str, action: &str) -> Result<(), ApiError> {
+fn require(pledge: &PledgeView, wanted: PledgeStatus, action: &str) -> Result<(), ApiError> {
     if pledge.status == wanted {
         return Ok(());
     }

@@ -59,7 +59,7 @@ async fn receive(
         }
     };
     let event_id = event.event_id.clone();
-    let settled = tokio::time::timeout(SETTLE_TIMEOUT, state.settler.settle(event, body)).await;
+    let settled = tokio::time::timeout(SETTLE_TIMEOUT, state.ledger.settle(event, body)).await;
     let outcome = match settled {
         Ok(Ok(outcome)) => outcome,
         // Not committed, or not known to be: the provider delivers again, and a

@@ -8,7 +8,7 @@ use sqlx::{Postgres, Transaction};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
-use super::plan::{CampaignFacts, ChargeFacts, GiftFacts, Known, PledgeFacts, PoolFacts, Progress};
+use super::plan::{CampaignFacts, ChargeFacts, GiftFacts, Known, PoolFacts, Progress};
 use crate::payments::{EventKind, PaymentEvent};
 
 type Tx<'a> = Transaction<'a, Postgres>;
@@ -66,50 +66,6 @@ pub async fn pledge_ids(
     let mut ids: Vec<Uuid> = ids.into_iter().collect();
     ids.sort();
     Ok(ids)
-}
-
-#[derive(sqlx::FromRow)]
-struct PledgeRow {
-    id: Uuid,
-    campaign_id: i64,
-    stream_id: i64,
-    amount: i64,
-    currency: String,
-    designation: Option<String>,
-    donor_name: Option<String>,
-    anonymous: bool,
-    message: Option<String>,
-    donor_ref: Option<String>,
-}
-
-impl From<PledgeRow> for PledgeFacts {
-    fn from(r: PledgeRow) -> Self {
-        PledgeFacts {
-            id: r.id,
-            campaign_id: r.campaign_id,
-            stream_id: r.stream_id,
-            amount: r.amount,
-            currency: r.currency,
-            designation: r.designation,
-            donor_name: r.donor_name,
-            anonymous: r.anonymous,
-            message: r.message,
-            donor_ref: r.donor_ref,
-        }
-    }
-}
-
-/// The pledges of `ids` that PostgreSQL has.
-pub async fn pledges(tx: &mut Tx<'_>, ids: &[Uuid]) -> sqlx::Result<Vec<PledgeFacts>> {
-    let rows: Vec<PledgeRow> = sqlx::query_as(
-        r#"select id, campaign_id, stream_id, amount::bigint as amount, currency::text as currency,
-                  designation, donor_name, anonymous, message, donor_ref
-           from pledges where id = any($1)"#,
-    )
-    .bind(ids)
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(rows.into_iter().map(PledgeFacts::from).collect())
 }
 
 /// Locks the pledges' rows until the transaction ends, in id order: events on one pledge

@@ -5,11 +5,13 @@
 
 mod drift;
 mod gifts;
+mod handle;
 mod invalid;
 mod load;
 mod lock;
 mod outbox;
 pub mod plan;
+pub mod pledge_rows;
 mod rebuild;
 mod records;
 mod relay;
@@ -20,11 +22,12 @@ mod write;
 
 pub use drift::{check_and_repair, drift_of, run_drift_check};
 pub use gifts::gift_txn;
+pub use handle::Ledger;
 pub use invalid::record_invalid;
 pub use lock::CampaignLock;
 pub use outbox::LiveEffect;
 pub use plan::Outcome;
 pub use rebuild::{RebuildError, ensure_built, rebuild_campaign, repair_campaign};
-pub use relay::{RelayWake, run_relay};
-pub use settler::{BATCH, LINGER, Settler, SettlerQueue, Unavailable, run_settler};
+pub use relay::run_relay;
+pub use settler::{BATCH, LINGER, SettlerQueue, Unavailable, run_settler};
 pub use sums::LedgerTotals;

@@ -9,11 +9,11 @@ use sqlx::{Postgres, Transaction};
 use std::collections::HashMap;
 
 use super::load::StreamRef;
-use super::plan::{Effect, NewGift, NewMilestone, NewRefund, Plan, PledgeFacts};
+use super::plan::{Effect, NewGift, NewMilestone, NewRefund, Plan};
 use crate::counters::{
     Alert, FailedPledge, ReachedMilestone, Scope, SettledGift, SettledRefund, board_key,
 };
-use crate::domain::{Money, Slug};
+use crate::domain::{Money, PledgeRecord, Slug};
 use crate::payments::PaymentEvent;
 
 /// One row of the outbox, as JSON.
@@ -109,9 +109,9 @@ fn gift(g: &NewGift, stream: Slug) -> SettledGift {
         gift_id: g.id.to_string(),
         pledge_id: p.id.to_string(),
         stream,
-        amount: Money::from_stored(p.amount),
+        amount: p.amount,
         matched: Money::from_stored(g.matched),
-        currency: p.currency.clone(),
+        currency: p.currency.to_string(),
         donor_ref: p.donor_ref.clone(),
         anonymous: p.anonymous,
         public_name: p.public_name().map(str::to_owned),
@@ -170,7 +170,7 @@ fn milestone(m: &NewMilestone, streams: &Streams) -> Option<ReachedMilestone> {
 
 /// A provider's test event: an alert marked test on the pledge's stream, with no seq,
 /// never replayed, counted nowhere.
-fn test_alert(p: &PledgeFacts, event: &PaymentEvent, stream: Slug) -> Alert {
+fn test_alert(p: &PledgeRecord, event: &PaymentEvent, stream: Slug) -> Alert {
     let frame = json!({
         "type": "gift", "seq": null, "gift_id": null,
         "donor": p.public_name(),

@@ -15,32 +15,10 @@ mod refund;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
-use crate::domain::PledgeStatus;
+use crate::domain::{PledgeRecord, PledgeStatus};
 use crate::payments::{EventKind, PaymentEvent};
 
 pub use progress::MILESTONES;
-
-/// A pledge as settlement needs it.
-#[derive(Debug, Clone)]
-pub struct PledgeFacts {
-    pub id: Uuid,
-    pub campaign_id: i64,
-    pub stream_id: i64,
-    pub amount: i64,
-    pub currency: String,
-    pub designation: Option<String>,
-    pub donor_name: Option<String>,
-    pub anonymous: bool,
-    pub message: Option<String>,
-    pub donor_ref: Option<String>,
-}
-
-impl PledgeFacts {
-    /// The name shown publicly: none for an anonymous pledge, whatever name it carries.
-    pub fn public_name(&self) -> Option<&str> {
-        crate::domain::public_name(self.anonymous, self.donor_name.as_deref())
-    }
-}
 
 /// A settled gift, with what has been refunded and matched of it so far.
 #[derive(Debug, Clone)]
@@ -98,7 +76,7 @@ pub struct CampaignFacts {
 /// What the ledger holds that the batch's events touch.
 #[derive(Debug, Default)]
 pub struct Known {
-    pub pledges: HashMap<Uuid, PledgeFacts>,
+    pub pledges: HashMap<Uuid, PledgeRecord>,
     pub campaigns: HashMap<i64, CampaignFacts>,
     /// Stream id → its progress.
     pub streams: HashMap<i64, Progress>,
@@ -154,7 +132,7 @@ impl Outcome {
 #[derive(Debug, Clone)]
 pub struct NewGift {
     pub id: Uuid,
-    pub pledge: PledgeFacts,
+    pub pledge: PledgeRecord,
     pub provider_txn_id: String,
     pub event_id: String,
     pub fee: i64,
@@ -248,9 +226,9 @@ pub enum Effect {
     /// `Plan::milestones[i]`.
     Milestone(usize),
     /// The pledge's payment failed: it leaves `pledged`.
-    Failed(PledgeFacts),
+    Failed(PledgeRecord),
     /// A provider's test event: an alert marked test.
-    Test(PledgeFacts, PaymentEvent),
+    Test(PledgeRecord, PaymentEvent),
 }
 
 /// Everything the batch writes, and the live effects that follow.
@@ -279,7 +257,10 @@ impl Plan {
         let changes = self
             .gifts
             .iter()
-            .map(|g| (g.pledge.stream_id, g.pledge.campaign_id, g.pledge.amount))
+            .map(|g| {
+                let p = &g.pledge;
+                (p.stream_id, p.campaign_id, p.amount.minor_units())
+            })
             .chain(
                 self.refunds
                     .iter()

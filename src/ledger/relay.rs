@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::handle::Ledger;
 use super::outbox::LiveEffect;
 use super::{RebuildError, ensure_built, lock};
 use crate::counters::{self, Applied, CampaignKeys, Keys};
@@ -61,15 +62,13 @@ enum Pass {
 }
 
 /// Applies the outbox until `stop`.
-pub async fn run_relay<C>(
-    db: PgPool,
-    redis: C,
-    keys: Keys,
-    wake: RelayWake,
-    stop: CancellationToken,
-) where
-    C: ConnectionLike + Clone + Send + Sync + 'static,
-{
+pub async fn run_relay(ledger: Ledger, stop: CancellationToken) {
+    let (db, redis, keys, wake) = (
+        ledger.db.clone(),
+        ledger.redis.clone(),
+        ledger.keys.clone(),
+        ledger.relay_wake(),
+    );
     let mut wait = POLL;
     loop {
         tokio::select! {

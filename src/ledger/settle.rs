@@ -7,12 +7,13 @@ use sqlx::{Postgres, Transaction};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
+use super::handle::Ledger;
 use super::load::{self, Txns};
 use super::outbox::{self, Streams};
-use super::plan::{self, Known, Outcome, PledgeFacts};
-use super::{records, write};
-use crate::AppState;
-use crate::domain::Slug;
+use super::plan::{self, Known, Outcome};
+use super::{pledge_rows, records, write};
+use crate::counters::pledge_hash;
+use crate::domain::PledgeRecord;
 use crate::payments::PaymentEvent;
 
 /// How often a batch that raced another settlement is tried again.
@@ -64,7 +65,7 @@ impl From<write::WriteError> for SettleError {
 
 /// Settles `events` (in arrival order) in one transaction.
 pub async fn settle_batch(
-    state: &AppState,
+    ledger: &Ledger,
     events: &[PaymentEvent],
 ) -> Result<Settled, SettleError> {
     // Within a batch, a repeated event id is a replay of its first delivery.
@@ -77,8 +78,8 @@ pub async fn settle_batch(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut tx = state.db.begin().await?;
-        match settle_in(state, &mut tx, &unique).await {
+        let mut tx = ledger.db.begin().await?;
+        match settle_in(ledger, &mut tx, &unique).await {
             Ok((by_event, effects)) => {
                 tx.commit().await?;
                 return Ok(Settled {
@@ -121,7 +122,7 @@ fn retryable(e: &SettleError) -> bool {
 }
 
 async fn settle_in(
-    state: &AppState,
+    ledger: &Ledger,
     tx: &mut Transaction<'_, Postgres>,
     events: &[PaymentEvent],
 ) -> Result<(HashMap<String, Outcome>, usize), SettleError> {
@@ -137,7 +138,7 @@ async fn settle_in(
     if fresh.is_empty() {
         return Ok((HashMap::new(), 0));
     }
-    let (mut known, streams) = load_known(state, tx, &fresh).await?;
+    let (mut known, streams) = load_known(ledger, tx, &fresh).await?;
     let planned = plan::plan(&fresh, &mut known);
     records::exceptions(tx, &planned).await?;
     write::money(tx, &planned, &known).await?;
@@ -153,25 +154,21 @@ async fn settle_in(
 
 /// Everything the batch's events touch, locked where the batch may change it.
 async fn load_known(
-    state: &AppState,
+    ledger: &Ledger,
     tx: &mut Transaction<'_, Postgres>,
     fresh: &[PaymentEvent],
 ) -> Result<(Known, Streams), SettleError> {
     let txns = Txns::of(fresh);
     let ids = load::pledge_ids(tx, fresh, &txns).await?;
     let mut known = Known::default();
-    known.pledges.extend(
-        load::pledges(tx, &ids)
-            .await?
-            .into_iter()
-            .map(|p| (p.id, p)),
-    );
+    let stored = pledge_rows::by_ids(tx, &ids).await?;
+    known.pledges.extend(stored.into_iter().map(|p| (p.id, p)));
     let missing: Vec<Uuid> = ids
         .iter()
         .filter(|id| !known.pledges.contains_key(id))
         .copied()
         .collect();
-    let live = live_pledges(state, &missing).await?;
+    let live = live_pledges(ledger, &missing).await?;
     write::pledges(tx, &live).await?;
     known.pledges.extend(live.into_iter().map(|p| (p.id, p)));
     load::lock_pledges(tx, &ids).await?;
@@ -193,31 +190,14 @@ async fn load_known(
 /// Pledges not yet written behind, read from the live store (they are written now).
 /// A failure to read is not "no such pledge": it fails the batch, so the provider
 /// delivers again rather than the payment becoming an exception.
-async fn live_pledges(state: &AppState, ids: &[Uuid]) -> Result<Vec<PledgeFacts>, SettleError> {
+async fn live_pledges(ledger: &Ledger, ids: &[Uuid]) -> Result<Vec<PledgeRecord>, SettleError> {
     let mut found = Vec::new();
+    let mut redis = ledger.redis.clone();
     for id in ids {
-        let status = crate::pledges::find_live(state, id)
+        let pledge = pledge_hash::find(&mut redis, &ledger.keys, id)
             .await
             .map_err(|e| SettleError::LiveStore(e.to_string()))?;
-        let Some(status) = status else { continue };
-        let Ok(slug) = Slug::parse("stream", &status.stream) else {
-            continue;
-        };
-        let Some(stream) = state.catalog.stream(&slug).await? else {
-            continue;
-        };
-        found.push(PledgeFacts {
-            id: *id,
-            campaign_id: stream.campaign.id,
-            stream_id: stream.id,
-            amount: status.amount,
-            currency: status.currency,
-            designation: status.designation,
-            donor_name: status.donor_name,
-            anonymous: status.anonymous,
-            message: status.message,
-            donor_ref: status.donor_ref,
-        });
+        found.extend(pledge);
     }
     Ok(found)
 }

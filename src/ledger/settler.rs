@@ -12,10 +12,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::handle::Ledger;
 use super::invalid::{invalid_event_id, record_invalid};
 use super::plan::Outcome;
 use super::settle::{SettleError, settle_batch};
-use crate::AppState;
 use crate::payments::PaymentEvent;
 
 /// The most events in one transaction.
@@ -69,7 +69,7 @@ impl Settler {
 }
 
 /// Commits batches until `stop` and the queue is drained.
-pub async fn run_settler(state: AppState, queue: SettlerQueue, stop: CancellationToken) {
+pub async fn run_settler(ledger: Ledger, queue: SettlerQueue, stop: CancellationToken) {
     let SettlerQueue(mut rx) = queue;
     let mut jobs: Vec<Job> = Vec::with_capacity(BATCH);
     let mut down_since: Option<tokio::time::Instant> = None;
@@ -96,7 +96,7 @@ pub async fn run_settler(state: AppState, queue: SettlerQueue, stop: Cancellatio
             continue;
         }
         metrics::histogram!("livefund_settlement_batch_size").record(jobs.len() as f64);
-        down_since = match settle_jobs(&state, &mut jobs).await {
+        down_since = match settle_jobs(&ledger, &mut jobs).await {
             Health::Up => None,
             Health::Down => Some(tokio::time::Instant::now()),
         };
@@ -115,15 +115,15 @@ fn fail(jobs: &mut Vec<Job>) {
     }
 }
 
-async fn settle_jobs(state: &AppState, jobs: &mut Vec<Job>) -> Health {
+async fn settle_jobs(ledger: &Ledger, jobs: &mut Vec<Job>) -> Health {
     if jobs.is_empty() {
         return Health::Up;
     }
     let events: Vec<PaymentEvent> = jobs.iter().map(|j| j.event.clone()).collect();
-    match settle_batch(state, &events).await {
+    match settle_batch(ledger, &events).await {
         Ok(settled) => {
             if settled.effects > 0 {
-                state.relay.wake();
+                ledger.wake_relay();
             }
             for (job, outcome) in jobs.drain(..).zip(settled.outcomes) {
                 let _ = job.reply.send(Ok(outcome));
@@ -132,7 +132,7 @@ async fn settle_jobs(state: &AppState, jobs: &mut Vec<Job>) -> Health {
         }
         Err(e) if e.tied_to_events() => {
             tracing::warn!(error = %e, events = jobs.len(), "settlement batch failed on its data; settling its events one by one");
-            settle_alone(state, jobs).await
+            settle_alone(ledger, jobs).await
         }
         Err(e) => {
             tracing::error!(error = %e, events = jobs.len(), "settlement failed; nothing acknowledged");
@@ -145,21 +145,21 @@ async fn settle_jobs(state: &AppState, jobs: &mut Vec<Job>) -> Health {
 /// Settles each event in its own transaction, so one bad event holds none of the others.
 /// An event whose own data fails is recorded as invalid; an error that is not the
 /// event's (the database went away) fails it and every event after it at once.
-async fn settle_alone(state: &AppState, jobs: &mut Vec<Job>) -> Health {
+async fn settle_alone(ledger: &Ledger, jobs: &mut Vec<Job>) -> Health {
     let mut down = false;
     for job in jobs.drain(..) {
         if down {
             let _ = job.reply.send(Err(Unavailable));
             continue;
         }
-        let answer = match settle_batch(state, std::slice::from_ref(&job.event)).await {
+        let answer = match settle_batch(ledger, std::slice::from_ref(&job.event)).await {
             Ok(settled) => {
                 if settled.effects > 0 {
-                    state.relay.wake();
+                    ledger.wake_relay();
                 }
                 settled.outcomes.into_iter().next().ok_or(Unavailable)
             }
-            Err(e) if e.tied_to_events() => record(state, &job, &e).await,
+            Err(e) if e.tied_to_events() => record(ledger, &job, &e).await,
             Err(e) => {
                 tracing::error!(error = %e, event = %job.event.event_id, "settlement failed; nothing acknowledged");
                 down = true;
@@ -171,10 +171,10 @@ async fn settle_alone(state: &AppState, jobs: &mut Vec<Job>) -> Health {
     if down { Health::Down } else { Health::Up }
 }
 
-async fn record(state: &AppState, job: &Job, e: &SettleError) -> Result<Outcome, Unavailable> {
+async fn record(ledger: &Ledger, job: &Job, e: &SettleError) -> Result<Outcome, Unavailable> {
     tracing::error!(error = %e, event = %job.event.event_id, "the ledger refused an event on its own; recording it as invalid for an operator");
     let reason = format!("the ledger refused it: {e}");
-    match record_invalid(&state.db, &job.raw, &reason).await {
+    match record_invalid(&ledger.db, &job.raw, &reason).await {
         Ok(_) => Ok(Outcome::Exception("invalid_event")),
         Err(e) => {
             let id = invalid_event_id(&job.raw);

@@ -5,7 +5,8 @@
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-use super::plan::{Known, Plan, PledgeFacts};
+use super::plan::{Known, Plan};
+use crate::domain::PledgeRecord;
 use crate::payments::PaymentEvent;
 
 type Tx<'a> = Transaction<'a, Postgres>;
@@ -52,34 +53,36 @@ pub async fn record_events(tx: &mut Tx<'_>, events: &[PaymentEvent]) -> sqlx::Re
 
 /// Pledges known only to the live store (not yet written behind) are written now, in id
 /// order like the write-behind, so every gift's pledge is in the ledger's database.
-pub async fn pledges(tx: &mut Tx<'_>, pledges: &[PledgeFacts]) -> sqlx::Result<()> {
+pub async fn pledges(tx: &mut Tx<'_>, pledges: &[PledgeRecord]) -> sqlx::Result<()> {
     if pledges.is_empty() {
         return Ok(());
     }
-    let mut p: Vec<&PledgeFacts> = pledges.iter().collect();
+    let mut p: Vec<&PledgeRecord> = pledges.iter().collect();
     p.sort_by_key(|p| p.id);
     sqlx::query(
         r#"insert into pledges (id, campaign_id, stream_id, amount, currency, designation,
-                                donor_name, anonymous, message, donor_ref, status, created_at,
-                                expires_at)
-           select id, campaign_id, stream_id, amount, currency, designation, donor_name,
-                  anonymous, message, donor_ref, 'pending', now(), now()
-           from unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[],
-                       $6::text[], $7::text[], $8::bool[], $9::text[], $10::text[])
-             as p(id, campaign_id, stream_id, amount, currency, designation, donor_name,
-                  anonymous, message, donor_ref)
+                                donor_name, anonymous, message, donor_ref, idempotency_key,
+                                status, created_at, expires_at)
+           select * from unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[],
+                                $6::text[], $7::text[], $8::bool[], $9::text[], $10::text[],
+                                $11::text[], $12::text[], $13::timestamptz[],
+                                $14::timestamptz[])
            on conflict (id) do nothing"#,
     )
     .bind(col(&p, |p| p.id))
     .bind(col(&p, |p| p.campaign_id))
     .bind(col(&p, |p| p.stream_id))
-    .bind(col(&p, |p| p.amount))
-    .bind(col(&p, |p| p.currency.clone()))
-    .bind(col(&p, |p| p.designation.clone()))
-    .bind(col(&p, |p| p.donor_name.clone()))
+    .bind(col(&p, |p| p.amount.minor_units()))
+    .bind(col(&p, |p| p.currency.as_str()))
+    .bind(col(&p, |p| p.designation.as_deref()))
+    .bind(col(&p, |p| p.public_name()))
     .bind(col(&p, |p| p.anonymous))
-    .bind(col(&p, |p| p.message.clone()))
-    .bind(col(&p, |p| p.donor_ref.clone()))
+    .bind(col(&p, |p| p.message.as_deref()))
+    .bind(col(&p, |p| p.donor_ref.as_deref()))
+    .bind(col(&p, |p| p.idempotency_key.as_deref()))
+    .bind(col(&p, |p| p.status.as_str()))
+    .bind(col(&p, |p| p.created_at))
+    .bind(col(&p, |p| p.expires_at))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -116,11 +119,11 @@ async fn gifts(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), WriteError> {
     .bind(col(g, |x| x.pledge.id))
     .bind(col(g, |x| x.provider_txn_id.as_str()))
     .bind(col(g, |x| x.event_id.as_str()))
-    .bind(col(g, |x| x.pledge.amount))
+    .bind(col(g, |x| x.pledge.amount.minor_units()))
     .bind(col(g, |x| x.fee))
     .bind(col(g, |x| x.pledge.currency.as_str()))
     .bind(col(g, |x| x.pledge.designation.as_deref()))
-    .bind(col(g, |x| x.pledge.donor_name.as_deref()))
+    .bind(col(g, |x| x.pledge.public_name()))
     .bind(col(g, |x| x.pledge.anonymous))
     .bind(col(g, |x| x.pledge.message.as_deref()))
     .bind(col(g, |x| x.pledge.donor_ref.as_deref()))

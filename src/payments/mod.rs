@@ -1,8 +1,6 @@
-//! The payment provider's side: webhook signatures, the events it sends, and the
-//! built-in sandbox provider.
+//! The payment provider's side: the events it sends and their webhook signatures.
 
 mod event;
-pub mod sandbox;
 pub mod signature;
 
 pub use event::{EventKind, PaymentEvent};

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::{PledgeChange, WriteBehind};
 use crate::catalog::CampaignInfo;
 use crate::counters::{self, Keys};
-use crate::domain::Slug;
+use crate::domain::{PledgeStatus, Slug};
 
 /// How often each gateway sweeps.
 const EVERY: Duration = Duration::from_secs(1);
@@ -89,7 +89,7 @@ pub async fn sweep(
                 if let Ok(id) = id.parse() {
                     write_behind.send(PledgeChange::Status {
                         id,
-                        status: "expired",
+                        status: PledgeStatus::Expired,
                     });
                 }
             }

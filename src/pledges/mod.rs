@@ -7,28 +7,29 @@ mod writer;
 
 pub use expiry::{ExpiryIndex, run_expiry, sweep};
 pub use rate::{RateLimiter, Window};
-pub use writer::{PledgeChange, PledgeRow, WriteBehind, run_write_behind};
+pub use writer::{PledgeChange, WriteBehind, run_write_behind};
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 use std::sync::Arc;
+use tokio::sync::mpsc;
+use uuid::Uuid;
 
-use crate::AppState;
 use crate::catalog::StreamInfo;
+use crate::counters::pledge_hash::{self, PLEDGE_KEEP_SECS, ReadError};
 use crate::counters::{self, PledgeOutcome, PledgeWrite};
-use crate::domain::{Currency, Money, Pledge, PledgeFields, Refusal};
+use crate::domain::{Currency, Money, Pledge, PledgeFields, PledgeRecord, PledgeStatus, Refusal};
+use crate::ledger::{Ledger, RebuildError, pledge_rows};
 
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_TTL_SECS: u64 = 24 * 60 * 60;
-/// How long a pledge's hash stays in Redis after it is made (settlement may come late).
-pub const PLEDGE_KEEP_SECS: u64 = 7 * 24 * 60 * 60;
 
 /// The answer to an accepted pledge (CONTRACT §6).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub pledge_id: String,
     /// Always `pending` in this answer; `GET /api/v1/pledges/{id}` tells what became of it.
-    pub status: &'static str,
+    pub status: PledgeStatus,
     #[schema(value_type = i64)]
     pub amount: Money,
     #[schema(value_type = String)]
@@ -40,7 +41,7 @@ pub struct Accepted {
     pub replay: bool,
 }
 
-/// Why a pledge was not accepted.
+/// Why a pledge was not accepted, or could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum PledgeError {
     #[error(transparent)]
@@ -51,24 +52,8 @@ pub enum PledgeError {
     Redis(#[source] redis::RedisError),
     #[error("the fund database is unavailable, try again")]
     Database(#[source] sqlx::Error),
-}
-
-impl PledgeError {
-    fn database(e: sqlx::Error) -> Self {
-        tracing::error!(error = %e, "database error while reading a pledge");
-        PledgeError::Database(e)
-    }
-
-    fn rebuild(e: crate::ledger::RebuildError) -> Self {
-        tracing::error!(error = %e, "could not rebuild a campaign's counters");
-        match e {
-            crate::ledger::RebuildError::Redis(e) => PledgeError::Redis(e),
-            crate::ledger::RebuildError::Database(e) => PledgeError::Database(e),
-            crate::ledger::RebuildError::UnknownCampaign(c) => PledgeError::Redis(
-                redis::RedisError::from((redis::ErrorKind::Client, "unknown campaign", c)),
-            ),
-        }
-    }
+    #[error("the live counters could not be rebuilt, try again")]
+    Rebuild(#[source] RebuildError),
 }
 
 impl From<redis::RedisError> for PledgeError {
@@ -78,166 +63,269 @@ impl From<redis::RedisError> for PledgeError {
     }
 }
 
+impl From<sqlx::Error> for PledgeError {
+    fn from(e: sqlx::Error) -> Self {
+        tracing::error!(error = %e, "database error while reading a pledge");
+        PledgeError::Database(e)
+    }
+}
+
 impl PledgeError {
     /// The contract's error code.
     pub fn code(&self) -> &'static str {
         match self {
             PledgeError::Refused(r) => r.code(),
             PledgeError::IdempotencyConflict => "idempotency_conflict",
-            PledgeError::Redis(_) | PledgeError::Database(_) => "unavailable",
+            PledgeError::Redis(_) | PledgeError::Database(_) | PledgeError::Rebuild(_) => {
+                "unavailable"
+            }
         }
     }
 }
 
 /// A pledge as its viewer reads it back (`GET /api/v1/pledges/{id}`).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct PledgeStatus {
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PledgeView {
     pub pledge_id: String,
-    /// `pending`, `confirmed`, `failed`, `expired` or `refunded`.
-    pub status: String,
+    pub status: PledgeStatus,
     pub amount: i64,
     pub currency: String,
     pub campaign: String,
     pub stream: String,
     pub designation: Option<String>,
     pub anonymous: bool,
-    #[sqlx(default)]
     pub checkout_url: String,
     pub expires_at: DateTime<Utc>,
 }
 
-/// A pledge as the live store holds it while it is in flight.
-#[derive(Debug, Clone)]
-pub struct LivePledge {
-    pub campaign: String,
-    pub stream: String,
-    pub status: String,
-    pub amount: i64,
-    pub currency: String,
-    pub designation: Option<String>,
-    /// The public name: none for an anonymous pledge.
-    pub donor_name: Option<String>,
-    pub anonymous: bool,
-    pub message: Option<String>,
-    pub donor_ref: Option<String>,
-    pub expires_ms: i64,
+/// Pledge intake: what taking and reading pledges needs, cheap to clone.
+#[derive(Clone)]
+pub struct Intake {
+    ledger: Ledger,
+    write_behind: WriteBehind,
+    expiry: Arc<ExpiryIndex>,
+    checkout_url: Arc<str>,
+    pledge_ttl_secs: u64,
+    /// Told of each new pledge, when the sandbox pays pledges by itself.
+    accepted: Option<mpsc::UnboundedSender<Uuid>>,
 }
 
-/// Reads a pledge from the live store, where it stays for [`PLEDGE_KEEP_SECS`].
-pub async fn find_live(
-    state: &AppState,
-    pledge_id: &uuid::Uuid,
-) -> Result<Option<LivePledge>, PledgeError> {
-    let id = pledge_id.to_string();
-    let mut redis = state.redis.clone();
-    let campaign: Option<String> =
-        redis::AsyncCommands::get(&mut redis, state.keys.pledge_index(&id)).await?;
-    let Some(campaign) = campaign else {
-        return Ok(None);
-    };
-    let Ok(slug) = crate::domain::Slug::parse("campaign", &campaign) else {
-        return Ok(None);
-    };
-    let fields: Vec<Option<String>> = redis::cmd("HMGET")
-        .arg(state.keys.campaign(&slug).pledge(&id))
-        .arg(&[
-            "status",
-            "amount",
-            "currency",
-            "stream",
-            "designation",
-            "anonymous",
-            "expires",
-            "name",
-            "message",
-            "donor_ref",
-        ])
-        .query_async(&mut redis)
-        .await?;
-    let text = |v: &Option<String>| v.clone().filter(|t| !t.is_empty());
-    let [
-        Some(status),
-        Some(amount),
-        Some(currency),
-        Some(stream),
-        designation,
-        anonymous,
-        expires,
-        name,
-        message,
-        donor_ref,
-    ] = fields.as_slice()
-    else {
-        return Ok(None);
-    };
-    Ok(Some(LivePledge {
-        campaign,
-        stream: stream.clone(),
-        status: status.clone(),
-        amount: amount.parse().unwrap_or(0),
-        currency: currency.clone(),
-        designation: text(designation),
-        donor_name: text(name),
-        anonymous: anonymous.as_deref() == Some("1"),
-        message: text(message),
-        donor_ref: text(donor_ref),
-        expires_ms: expires.as_deref().and_then(|e| e.parse().ok()).unwrap_or(0),
-    }))
-}
-
-/// Reads a pledge: from the live store while it is there, else from the written-behind
-/// copy in PostgreSQL.
-pub async fn find(
-    state: &AppState,
-    pledge_id: &uuid::Uuid,
-) -> Result<Option<PledgeStatus>, PledgeError> {
-    let id = pledge_id.to_string();
-    if let Some(live) = find_live(state, pledge_id).await? {
-        return Ok(Some(PledgeStatus {
-            checkout_url: format!("{}/{}", state.config.checkout_url, id),
-            pledge_id: id,
-            status: live.status,
-            amount: live.amount,
-            currency: live.currency,
-            campaign: live.campaign,
-            stream: live.stream,
-            designation: live.designation,
-            anonymous: live.anonymous,
-            expires_at: at_ms(live.expires_ms),
-        }));
+impl Intake {
+    pub fn new(
+        ledger: Ledger,
+        write_behind: WriteBehind,
+        checkout_url: String,
+        pledge_ttl_secs: u64,
+        accepted: Option<mpsc::UnboundedSender<Uuid>>,
+    ) -> Intake {
+        Intake {
+            ledger,
+            write_behind,
+            expiry: Arc::new(ExpiryIndex::default()),
+            checkout_url: checkout_url.into(),
+            pledge_ttl_secs,
+            accepted,
+        }
     }
-    let row: Option<PledgeStatus> = sqlx::query_as(
-        r#"select p.id::text as pledge_id, p.status, p.amount::bigint as amount,
-                  p.currency::text as currency, c.slug::text as campaign,
-                  s.slug::text as stream, p.designation, p.anonymous, p.expires_at
-           from pledges p
-           join campaigns c on c.id = p.campaign_id
-           join streams s on s.id = p.stream_id
-           where p.id = $1"#,
-    )
-    .bind(pledge_id)
-    .fetch_optional(&state.db)
-    .await
-    .map_err(PledgeError::database)?;
-    Ok(row.map(|pledge| PledgeStatus {
-        checkout_url: format!("{}/{}", state.config.checkout_url, id),
-        ..pledge
-    }))
-}
 
-/// With sandbox auto-pay on, the sandbox provider pays the new pledge after the delay.
-fn autopay(state: &AppState, pledge_id: uuid::Uuid) {
-    let delay = state.config.limits.sandbox_autopay_ms;
-    if !state.config.sandbox_payments || delay == 0 {
-        return;
+    /// The write-behind, for the expiry sweep.
+    pub fn write_behind(&self) -> WriteBehind {
+        self.write_behind.clone()
     }
-    match crate::payments::sandbox::SandboxProvider::new(&state.config) {
-        Ok(provider) => provider.schedule_autopay(
+
+    /// Where the viewer pays the pledge.
+    pub fn checkout_url(&self, pledge_id: &str) -> String {
+        format!("{}/{pledge_id}", self.checkout_url)
+    }
+
+    /// Reads a pledge: from the live store while it is there, else from the written-behind
+    /// copy in PostgreSQL.
+    #[tracing::instrument(skip_all, fields(pledge_id = %pledge_id))]
+    pub async fn find(&self, pledge_id: &Uuid) -> Result<Option<PledgeView>, PledgeError> {
+        let mut redis = self.ledger.redis.clone();
+        let live = match pledge_hash::find(&mut redis, &self.ledger.keys, pledge_id).await {
+            Ok(live) => live,
+            Err(ReadError::Redis(e)) => return Err(e.into()),
+            Err(ReadError::Unreadable(e)) => {
+                tracing::warn!(error = %e, "reading the pledge from the ledger instead");
+                None
+            }
+        };
+        let pledge = match live {
+            Some(pledge) => Some(pledge),
+            None => pledge_rows::by_id(&self.ledger.db, pledge_id).await?,
+        };
+        Ok(pledge.map(|p| self.view(&p)))
+    }
+
+    fn view(&self, p: &PledgeRecord) -> PledgeView {
+        let pledge_id = p.id.to_string();
+        PledgeView {
+            checkout_url: self.checkout_url(&pledge_id),
             pledge_id,
-            std::time::Duration::from_millis(delay),
-            state.clone(),
-        ),
-        Err(e) => tracing::warn!(error = %e, "sandbox auto-pay unavailable"),
+            status: p.status,
+            amount: p.amount.minor_units(),
+            currency: p.currency.to_string(),
+            campaign: p.campaign.to_string(),
+            stream: p.stream.to_string(),
+            designation: p.designation.clone(),
+            anonymous: p.anonymous,
+            expires_at: p.expires_at,
+        }
+    }
+
+    /// Takes a pledge for `stream`. The same idempotency key and body give the first
+    /// answer again, from any gateway; a different body gives a conflict.
+    #[tracing::instrument(skip_all, fields(stream = %stream.slug, pledge_id))]
+    pub async fn pledge(
+        &self,
+        stream: &StreamInfo,
+        fields: &PledgeFields,
+    ) -> Result<Accepted, PledgeError> {
+        let now = Utc::now();
+        let pledge = Pledge::parse(stream.slug.clone(), fields, &stream.campaign.rules(now))
+            .inspect_err(|e| {
+                metrics::counter!("livefund_pledges_refused_total", "code" => e.code())
+                    .increment(1);
+            })?;
+        let record = self.record_of(stream, pledge.clone(), now);
+        let (pledge_id, expires_ms, replay) = self.accept(stream, &pledge, &record).await?;
+        tracing::Span::current().record("pledge_id", tracing::field::display(&pledge_id));
+        let first = PledgeRecord {
+            id: pledge_id,
+            expires_at: at_ms(expires_ms),
+            created_at: at_ms(expires_ms) - self.ttl(),
+            ..record
+        };
+        self.after_accept(stream, &first, replay).await?;
+        Ok(Accepted {
+            pledge_id: pledge_id.to_string(),
+            checkout_url: self.checkout_url(&pledge_id.to_string()),
+            status: PledgeStatus::Pending,
+            amount: pledge.amount,
+            currency: pledge.currency,
+            expires_at: first.expires_at,
+            replay,
+        })
+    }
+
+    fn ttl(&self) -> chrono::Duration {
+        let secs = i64::try_from(self.pledge_ttl_secs).unwrap_or(i64::MAX / 1000);
+        chrono::Duration::seconds(secs)
+    }
+
+    /// The pledge as it is kept, under a new id.
+    fn record_of(&self, stream: &StreamInfo, pledge: Pledge, now: DateTime<Utc>) -> PledgeRecord {
+        let campaign = &stream.campaign;
+        PledgeRecord {
+            id: Uuid::new_v4(),
+            campaign_id: campaign.id,
+            campaign: campaign.slug.clone(),
+            stream_id: stream.id,
+            stream: pledge.stream.clone(),
+            amount: pledge.amount,
+            currency: pledge.currency,
+            designation: pledge.designation.as_ref().map(|d| d.to_string()),
+            // An anonymous pledge's name is dropped here: it is never shown, so never kept.
+            donor_name: pledge.public_name().map(str::to_owned),
+            anonymous: pledge.anonymous,
+            message: pledge.message.clone(),
+            donor_ref: pledge.donor_ref.clone(),
+            idempotency_key: Some(pledge.idempotency_key.as_str().to_owned()),
+            status: PledgeStatus::Pending,
+            created_at: now,
+            expires_at: now + self.ttl(),
+        }
+    }
+
+    /// Records the pledge once per idempotency key, rebuilding the campaign's counters
+    /// first if Redis lost them. Returns the first pledge's id and expiry, and whether
+    /// this was a replay.
+    async fn accept(
+        &self,
+        stream: &StreamInfo,
+        pledge: &Pledge,
+        record: &PledgeRecord,
+    ) -> Result<(Uuid, i64, bool), PledgeError> {
+        let campaign = &stream.campaign;
+        let fingerprint = pledge.fingerprint();
+        let write = PledgeWrite {
+            pledge: record,
+            idempotency_key: pledge.idempotency_key.as_str(),
+            fingerprint: &fingerprint,
+            idempotency_ttl_secs: IDEMPOTENCY_TTL_SECS,
+            pledge_ttl_secs: PLEDGE_KEEP_SECS.max(self.pledge_ttl_secs),
+        };
+        let mut redis = self.ledger.redis.clone();
+        let mut outcome = counters::accept_pledge(&mut redis, &campaign.keys, &write).await?;
+        if outcome == PledgeOutcome::NotBuilt {
+            // Redis lost the campaign's counters: rebuild them from the ledger, then pledge.
+            self.ledger
+                .ensure_built(&campaign.slug)
+                .await
+                .map_err(PledgeError::Rebuild)?;
+            outcome = counters::accept_pledge(&mut redis, &campaign.keys, &write).await?;
+        }
+        let (id, expires_ms, replay) = match outcome {
+            PledgeOutcome::New {
+                pledge_id,
+                expires_ms,
+            } => (pledge_id, expires_ms, false),
+            PledgeOutcome::Replay {
+                pledge_id,
+                expires_ms,
+            } => (pledge_id, expires_ms, true),
+            PledgeOutcome::NotBuilt => {
+                let missing = RebuildError::UnknownCampaign(campaign.slug.to_string());
+                return Err(PledgeError::Rebuild(missing));
+            }
+            PledgeOutcome::Conflict => {
+                metrics::counter!("livefund_pledges_refused_total", "code" => "idempotency_conflict")
+                    .increment(1);
+                return Err(PledgeError::IdempotencyConflict);
+            }
+        };
+        let id = id.parse().map_err(|_| {
+            redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "the pledge script answered a pledge id that is not a UUID",
+                id,
+            ))
+        })?;
+        Ok((id, expires_ms, replay))
+    }
+
+    /// Index, sweep registration and write-behind are idempotent, and are done again on a
+    /// replay: a retry then repairs what a failure right after the script left undone.
+    async fn after_accept(
+        &self,
+        stream: &StreamInfo,
+        first: &PledgeRecord,
+        replay: bool,
+    ) -> Result<(), PledgeError> {
+        let campaign = &stream.campaign;
+        let keys = &self.ledger.keys;
+        let mut redis = self.ledger.redis.clone();
+        let index: redis::RedisResult<()> = redis::AsyncCommands::set_ex(
+            &mut redis,
+            keys.pledge_index(&first.id.to_string()),
+            campaign.slug.as_str(),
+            PLEDGE_KEEP_SECS.max(self.pledge_ttl_secs),
+        )
+        .await;
+        index?;
+        self.expiry
+            .register(&self.ledger.redis, keys, campaign)
+            .await;
+        if !replay {
+            metrics::counter!("livefund_pledges_accepted_total").increment(1);
+            if let Some(accepted) = &self.accepted {
+                let _ = accepted.send(first.id);
+            }
+        }
+        self.write_behind
+            .send(PledgeChange::Created(Box::new(first.clone())));
+        Ok(())
     }
 }
 
@@ -245,104 +333,4 @@ fn at_ms(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms)
         .single()
         .unwrap_or_else(Utc::now)
-}
-
-/// Takes a pledge for `stream`. The same idempotency key and body give the first
-/// answer again, from any gateway; a different body gives a conflict.
-pub async fn pledge(
-    state: &AppState,
-    stream: &Arc<StreamInfo>,
-    fields: &PledgeFields,
-) -> Result<Accepted, PledgeError> {
-    let now = Utc::now();
-    let campaign = &stream.campaign;
-    let refused = |e: Refusal| {
-        metrics::counter!("livefund_pledges_refused_total", "code" => e.code()).increment(1);
-        PledgeError::Refused(e)
-    };
-    let pledge =
-        Pledge::parse(stream.slug.clone(), fields, &campaign.rules(now)).map_err(refused)?;
-    let (amount, currency) = (pledge.amount, pledge.currency);
-    let pledge_id = uuid::Uuid::new_v4();
-    let id_text = pledge_id.to_string();
-    let now_ms = now.timestamp_millis();
-    let ttl_ms =
-        i64::try_from(state.config.limits.pledge_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let write = PledgeWrite {
-        pledge: &pledge,
-        pledge_id: &id_text,
-        now_ms,
-        expires_ms: now_ms.saturating_add(ttl_ms),
-        idempotency_ttl_secs: IDEMPOTENCY_TTL_SECS,
-        pledge_ttl_secs: PLEDGE_KEEP_SECS.max(state.config.limits.pledge_ttl_secs),
-    };
-    let mut redis = state.redis.clone();
-    let mut outcome = counters::accept_pledge(&mut redis, &campaign.keys, &write).await?;
-    if outcome == PledgeOutcome::NotBuilt {
-        // Redis lost the campaign's counters: rebuild them from the ledger, then pledge.
-        crate::ledger::ensure_built(&state.db, &mut redis, &state.keys, &campaign.slug)
-            .await
-            .map_err(PledgeError::rebuild)?;
-        outcome = counters::accept_pledge(&mut redis, &campaign.keys, &write).await?;
-    }
-    let (pledge_id_text, expires_ms, replay) = match outcome {
-        PledgeOutcome::New {
-            pledge_id,
-            expires_ms,
-        } => (pledge_id, expires_ms, false),
-        PledgeOutcome::Replay {
-            pledge_id,
-            expires_ms,
-        } => (pledge_id, expires_ms, true),
-        PledgeOutcome::NotBuilt => {
-            return Err(PledgeError::Redis(redis::RedisError::from((
-                redis::ErrorKind::Client,
-                "the campaign's counters could not be rebuilt",
-            ))));
-        }
-        PledgeOutcome::Conflict => {
-            metrics::counter!("livefund_pledges_refused_total", "code" => "idempotency_conflict")
-                .increment(1);
-            return Err(PledgeError::IdempotencyConflict);
-        }
-    };
-    let expires_at = at_ms(expires_ms);
-    // The first pledge's id: a replay answers with it, not with this call's new one.
-    let pledge_id: uuid::Uuid = pledge_id_text.parse().unwrap_or(pledge_id);
-    // Index, sweep registration and write-behind are idempotent, and are done again on
-    // a replay: a retry then repairs what a failure right after the script left undone.
-    let index: redis::RedisResult<()> = redis::AsyncCommands::set_ex(
-        &mut redis,
-        state.keys.pledge_index(&pledge_id_text),
-        campaign.slug.as_str(),
-        write.pledge_ttl_secs,
-    )
-    .await;
-    index?;
-    state
-        .expiry_index
-        .register(&state.redis, &state.keys, campaign)
-        .await;
-    if !replay {
-        metrics::counter!("livefund_pledges_accepted_total").increment(1);
-        autopay(state, pledge_id);
-    }
-    let ttl = chrono::Duration::milliseconds(ttl_ms);
-    state.write_behind.send(PledgeChange::Created(PledgeRow {
-        id: pledge_id,
-        campaign_id: campaign.id,
-        stream_id: stream.id,
-        pledge,
-        created_at: if replay { expires_at - ttl } else { now },
-        expires_at,
-    }));
-    Ok(Accepted {
-        checkout_url: format!("{}/{}", state.config.checkout_url, pledge_id_text),
-        pledge_id: pledge_id_text,
-        status: "pending",
-        amount,
-        currency,
-        expires_at,
-        replay,
-    })
 }

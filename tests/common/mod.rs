@@ -6,7 +6,6 @@ pub mod process;
 pub mod tempdir;
 pub mod ws;
 
-use livefund::AppState;
 use livefund::config::{Config, Limits, Secret, WebhookSecrets};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -122,9 +121,14 @@ impl TestApp {
             limits: options.limits,
         };
         let redis = livefund::connect_redis(&options.redis_url).expect("redis url");
-        let state = AppState::new(db.clone(), redis, config);
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(livefund::serve(listener, state, shutdown.clone()));
+        let server = tokio::spawn(livefund::serve(
+            listener,
+            db.clone(),
+            redis,
+            config,
+            shutdown.clone(),
+        ));
         TestApp {
             addr,
             db,

@@ -24,6 +24,6 @@ for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[1], id)
 end
 for stream, _ in pairs(touched) do
-  redis.call('PUBLISH', ARGV[4], 'T ' .. stream)
+  announce_totals(ARGV[4], stream)
 end
 return expired

@@ -60,5 +60,5 @@ append(KEYS[12], KEYS[13], seq, ARGV[11], ARGV[12], stream, 'gift', {
   type = 'gift', gift_id = ARGV[1], donor = text_or_null(ARGV[8]), amount = amount,
   currency = ARGV[6], message = text_or_null(ARGV[9]),
   designation = text_or_null(ARGV[10]), matched = matched, test = false })
-redis.call('PUBLISH', ARGV[12], 'T ' .. stream)
+announce_totals(ARGV[12], stream)
 return seq

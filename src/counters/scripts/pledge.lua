@@ -5,10 +5,9 @@
 --
 -- KEYS: 1 idempotency key, 2 pledge hash, 3 campaign totals, 4 stream totals,
 --       5 pending pledges (zset by expiry), 6 the campaign's built marker
--- ARGV: 1 fingerprint, 2 pledge id, 3 amount, 4 stream, 5 donor key, 6 now (ms),
---       7 expires at (ms), 8 idempotency ttl (s), 9 pledge ttl (s), 10 channel,
---       11 currency, 12 public name, 13 anonymous (0/1), 14 message, 15 designation,
---       16 donor ref, 17 idempotency key
+-- ARGV: 1 fingerprint, 2 pledge id, 3 amount, 4 stream, 5 expires at (ms),
+--       6 idempotency ttl (s), 7 pledge ttl (s), 8 channel, then the pledge hash's
+--       field/value pairs (their layout is src/counters/pledge_hash.rs)
 -- Returns: {"new"|"replay", pledge id, expires at (ms)}, {"conflict"}, or {"rebuild"}
 -- when the campaign's counters are missing (Redis was lost) and must be rebuilt first.
 
@@ -29,20 +28,18 @@ local amount = tonumber(ARGV[3])
 if not amount or amount <= 0 then
   return redis.error_reply('pledge amount must be a positive integer')
 end
+if #ARGV < 10 or (#ARGV - 8) % 2 ~= 0 then
+  return redis.error_reply('the pledge hash comes as field/value pairs')
+end
 if not integers(KEYS[3]) or not integers(KEYS[4]) then
   return redis.error_reply('the totals hold a value that is not an integer')
 end
 
-redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2] .. ':' .. ARGV[7], 'EX', ARGV[8])
--- The same fields a rebuild writes for pending pledges (src/ledger/rebuild.rs).
-redis.call('HSET', KEYS[2],
-  'stream', ARGV[4], 'amount', amount, 'currency', ARGV[11], 'status', STATUS.pending,
-  'name', ARGV[12], 'anonymous', ARGV[13], 'message', ARGV[14], 'designation', ARGV[15],
-  'donor_ref', ARGV[16], 'donor', ARGV[5], 'idempotency_key', ARGV[17],
-  'created', ARGV[6], 'expires', ARGV[7])
-redis.call('EXPIRE', KEYS[2], ARGV[9])
-redis.call('ZADD', KEYS[5], ARGV[7], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2] .. ':' .. ARGV[5], 'EX', ARGV[6])
+redis.call('HSET', KEYS[2], unpack(ARGV, 9))
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+redis.call('ZADD', KEYS[5], ARGV[5], ARGV[2])
 redis.call('HINCRBY', KEYS[3], 'pledged', amount)
 redis.call('HINCRBY', KEYS[4], 'pledged', amount)
-redis.call('PUBLISH', ARGV[10], 'T ' .. ARGV[4])
-return {'new', ARGV[2], ARGV[7]}
+announce_totals(ARGV[8], ARGV[4])
+return {'new', ARGV[2], ARGV[5]}

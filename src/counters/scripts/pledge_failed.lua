@@ -17,5 +17,5 @@ redis.call('HSET', KEYS[1], 'status', STATUS.failed)
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[3], 'pledged', -amount)
 redis.call('HINCRBY', KEYS[4], 'pledged', -amount)
-redis.call('PUBLISH', ARGV[2], 'T ' .. ARGV[3])
+announce_totals(ARGV[2], ARGV[3])
 return 1

@@ -1,6 +1,7 @@
--- Shared by every script, put before each one when it is loaded. The table of pledge
--- statuses (STATUS.pending, ...) is written above this from the Rust enum, the one place
--- the words are spelled.
+-- Shared by every script, put before each one when it is loaded. Above this, Rust writes
+-- the table of pledge statuses (STATUS.pending, ...) from its enum, and the functions that
+-- publish on a campaign's channel (announce_totals, announce_event) from its codec: the
+-- one place each is spelled.
 
 -- The counter fields of a totals hash that scripts increment.
 local COUNTERS = {'pledged', 'confirmed', 'matched', 'refunded', 'gifts'}
@@ -35,7 +36,7 @@ local function append(seq_key, log_key, seq, loglen, channel, stream, kind, even
   local frame = cjson.encode(event)
   redis.call('SET', seq_key, seq)
   redis.call('XADD', log_key, 'MAXLEN', loglen, seq .. '-0', 't', kind, 'f', frame)
-  redis.call('PUBLISH', channel, 'E ' .. stream .. ' ' .. frame)
+  announce_event(channel, stream, frame)
 end
 
 local function text_or_null(v)

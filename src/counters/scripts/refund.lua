@@ -52,5 +52,5 @@ end
 redis.call('SADD', KEYS[2], announced)
 append(KEYS[9], KEYS[10], seq, ARGV[8], ARGV[9], ARGV[3], 'refund',
   { type = 'refund', gift_id = ARGV[2], amount = amount })
-redis.call('PUBLISH', ARGV[9], 'T ' .. ARGV[3])
+announce_totals(ARGV[9], ARGV[3])
 return seq

@@ -4,13 +4,13 @@
 use uuid::Uuid;
 
 use super::refund::{self, Target};
-use super::{ChargeFacts, Effect, GiftFacts, Known, NewGift, Outcome, Plan, PledgeFacts};
-use crate::domain::PledgeStatus;
+use super::{ChargeFacts, Effect, GiftFacts, Known, NewGift, Outcome, Plan};
+use crate::domain::{PledgeRecord, PledgeStatus};
 use crate::payments::PaymentEvent;
 
 pub(super) fn pay(
     event: &PaymentEvent,
-    pledge: Option<PledgeFacts>,
+    pledge: Option<PledgeRecord>,
     known: &mut Known,
     plan: &mut Plan,
 ) -> Outcome {
@@ -34,20 +34,20 @@ pub(super) fn pay(
 /// kind and its detail.
 fn accept<'p>(
     event: &PaymentEvent,
-    pledge: Option<&'p PledgeFacts>,
+    pledge: Option<&'p PledgeRecord>,
     known: &Known,
-) -> Result<&'p PledgeFacts, (&'static str, String)> {
+) -> Result<&'p PledgeRecord, (&'static str, String)> {
     let Some(p) = pledge else {
         return Err(("unknown_pledge", "no pledge with this id".into()));
     };
     if known.closed(p.campaign_id) {
         return Err(("payment_after_close", "the campaign is closed".into()));
     }
-    if event.currency != p.currency {
+    if event.currency != p.currency.as_str() {
         let detail = format!("pledged in {}, paid in {}", p.currency, event.currency);
         return Err(("currency_mismatch", detail));
     }
-    if event.amount != p.amount {
+    if event.amount != p.amount.minor_units() {
         let detail = format!("pledged {}, paid {}", p.amount, event.amount);
         return Err(("amount_mismatch", detail));
     }
@@ -77,7 +77,7 @@ fn charge(event: &PaymentEvent, campaign: Option<i64>, known: &mut Known) {
     );
 }
 
-fn gift(event: &PaymentEvent, p: &PledgeFacts, known: &mut Known, plan: &mut Plan) -> Outcome {
+fn gift(event: &PaymentEvent, p: &PledgeRecord, known: &mut Known, plan: &mut Plan) -> Outcome {
     let matched = known.pools.get_mut(&p.campaign_id).map_or(0, |pool| {
         let m = (event.amount.saturating_mul(pool.ratio_percent) / 100).min(pool.cap - pool.spent);
         pool.spent += m;
@@ -117,7 +117,7 @@ fn gift(event: &PaymentEvent, p: &PledgeFacts, known: &mut Known, plan: &mut Pla
 /// pledge, once the pledge has a gift) apply now, in their order of arrival.
 fn apply_parked(
     payment: &PaymentEvent,
-    pledge: Option<&PledgeFacts>,
+    pledge: Option<&PledgeRecord>,
     known: &mut Known,
     plan: &mut Plan,
 ) {

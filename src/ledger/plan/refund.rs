@@ -4,10 +4,9 @@
 use uuid::Uuid;
 
 use super::{
-    Effect, Known, NewChargeRefund, NewRefund, Outcome, Plan, PledgeFacts, Reclassified,
-    Resolution, Resolved,
+    Effect, Known, NewChargeRefund, NewRefund, Outcome, Plan, Reclassified, Resolution, Resolved,
 };
-use crate::domain::PledgeStatus;
+use crate::domain::{PledgeRecord, PledgeStatus};
 use crate::payments::PaymentEvent;
 
 /// What a refund takes money off.
@@ -26,7 +25,7 @@ type Refused = (&'static str, String);
 
 pub(super) fn refund(
     event: &PaymentEvent,
-    pledge: Option<PledgeFacts>,
+    pledge: Option<PledgeRecord>,
     known: &mut Known,
     plan: &mut Plan,
 ) -> Outcome {
@@ -45,7 +44,7 @@ pub(super) fn refund(
     }
 }
 
-fn target(event: &PaymentEvent, pledge: Option<&PledgeFacts>, known: &Known) -> Target {
+fn target(event: &PaymentEvent, pledge: Option<&PledgeRecord>, known: &Known) -> Target {
     match event.refunds_txn() {
         Some(txn) => match known.gift_txns.get(txn) {
             Some(pledge) => Target::Gift(*pledge),
@@ -188,7 +187,7 @@ fn refund_charge(
 /// Kept aside: when its payment comes, the refund applies then.
 fn park(
     event: &PaymentEvent,
-    pledge: Option<&PledgeFacts>,
+    pledge: Option<&PledgeRecord>,
     known: &mut Known,
     plan: &mut Plan,
 ) -> Outcome {

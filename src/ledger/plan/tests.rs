@@ -1,22 +1,29 @@
 //! The settlement rules, event by event and in shuffled orders.
 
 use super::*;
+use crate::domain::{Currency, Money, Slug};
 use chrono::Utc;
 
 const CAMPAIGN: i64 = 1;
 
-fn pledge(n: u128, amount: i64) -> PledgeFacts {
-    PledgeFacts {
+fn pledge(n: u128, amount: i64) -> PledgeRecord {
+    PledgeRecord {
         id: Uuid::from_u128(n),
         campaign_id: CAMPAIGN,
+        campaign: Slug::parse("c", "campaign").expect("slug"),
         stream_id: 7,
-        amount,
-        currency: "CNY".into(),
+        stream: Slug::parse("s", "stream").expect("slug"),
+        amount: Money::from_stored(amount),
+        currency: Currency::CNY,
         designation: None,
         donor_name: Some("小明".into()),
         anonymous: false,
         message: None,
         donor_ref: Some("browser-1".into()),
+        idempotency_key: None,
+        status: PledgeStatus::Pending,
+        created_at: Utc::now(),
+        expires_at: Utc::now(),
     }
 }
 
@@ -43,7 +50,7 @@ fn refunded(id: &str, pledge: u128, txn: &str, amount: i64) -> PaymentEvent {
     event(id, EventKind::RefundSucceeded, pledge, txn, amount)
 }
 
-fn known(pledges: &[PledgeFacts], pool: Option<PoolFacts>) -> Known {
+fn known(pledges: &[PledgeRecord], pool: Option<PoolFacts>) -> Known {
     let mut known = Known::default();
     for p in pledges {
         known.pledges.insert(p.id, p.clone());
@@ -72,7 +79,7 @@ fn ledger(events: &[PaymentEvent], known: &mut Known) -> (Vec<(Uuid, i64)>, i64,
     for e in events {
         let plan = plan(std::slice::from_ref(e), known);
         for g in &plan.gifts {
-            gifts.push((g.pledge.id, g.pledge.amount));
+            gifts.push((g.pledge.id, g.pledge.amount.minor_units()));
             matched += g.matched;
         }
         for r in &plan.refunds {

@@ -5,8 +5,9 @@
 use sqlx::PgConnection;
 
 use super::super::outbox::LiveEffect;
+use super::super::pledge_rows;
 use super::super::sums::{LedgerTotals, ledger_totals_of};
-use crate::domain::PledgeStatus;
+use crate::domain::PledgeRecord;
 
 /// A gift's net amount on the leaderboards.
 #[derive(sqlx::FromRow)]
@@ -20,23 +21,6 @@ pub struct BoardRow {
     pub net: i64,
 }
 
-/// A pending pledge as the live store holds it.
-#[derive(sqlx::FromRow)]
-pub struct PendingRow {
-    pub id: String,
-    pub stream: String,
-    pub amount: i64,
-    pub currency: String,
-    pub donor_name: Option<String>,
-    pub anonymous: bool,
-    pub message: Option<String>,
-    pub designation: Option<String>,
-    pub donor_ref: Option<String>,
-    pub idempotency_key: Option<String>,
-    pub created_ms: i64,
-    pub expires_ms: i64,
-}
-
 /// What the counters of one campaign must hold, read from one snapshot of the ledger.
 pub struct Snapshot {
     pub totals: LedgerTotals,
@@ -45,7 +29,7 @@ pub struct Snapshot {
     pub donors: Vec<(String, Option<String>, String)>,
     pub gift_ids: Vec<String>,
     pub refund_ids: Vec<String>,
-    pub pending: Vec<PendingRow>,
+    pub pending: Vec<PledgeRecord>,
 }
 
 /// The totals, and the effects committed but not yet applied by a relay.
@@ -87,19 +71,7 @@ pub async fn the_rest(db: &mut PgConnection, totals: LedgerTotals) -> sqlx::Resu
             .bind(id)
             .fetch_all(&mut *db)
             .await?;
-    let pending: Vec<PendingRow> = sqlx::query_as(
-        r#"select p.id::text as id, s.slug::text as stream, p.amount::bigint as amount,
-                  p.currency::text as currency, p.donor_name, p.anonymous, p.message,
-                  p.designation, p.donor_ref, p.idempotency_key,
-                  (extract(epoch from p.created_at) * 1000)::bigint as created_ms,
-                  (extract(epoch from p.expires_at) * 1000)::bigint as expires_ms
-           from pledges p join streams s on s.id = p.stream_id
-           where p.campaign_id = $1 and p.status = $2"#,
-    )
-    .bind(id)
-    .bind(PledgeStatus::Pending.as_str())
-    .fetch_all(&mut *db)
-    .await?;
+    let pending = pledge_rows::pending_of(db, id).await?;
     Ok(Snapshot {
         totals,
         boards,

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use super::Scope;
 use super::snapshot::Snapshot;
+use crate::counters::pledge_hash::{self, PLEDGE_KEEP_SECS};
 use crate::counters::{CampaignKeys, Keys, board_key, donor_key};
-use crate::domain::{PledgeStatus, Slug, public_name};
+use crate::domain::{Slug, public_name};
 use crate::ledger::sums::LedgerCounters;
-use crate::pledges::PLEDGE_KEEP_SECS;
 
 /// The pipeline that makes the counters of `campaign` what `snap` says.
 pub fn pipeline(keys: &Keys, campaign: &Slug, snap: &Snapshot, scope: Scope) -> redis::Pipeline {
@@ -126,39 +126,13 @@ fn pending(
     snap: &Snapshot,
 ) {
     for p in &snap.pending {
-        let public = public_name(p.anonymous, p.donor_name.as_deref()).unwrap_or("");
-        let donor = donor_key(p.donor_ref.as_deref(), &p.id);
-        // The same fields `pledge.lua` writes; a change to one is a change to both.
-        pipe.hset_multiple(
-            k.pledge(&p.id),
-            &[
-                ("stream", p.stream.clone()),
-                ("amount", p.amount.to_string()),
-                ("currency", p.currency.clone()),
-                ("status", PledgeStatus::Pending.as_str().to_owned()),
-                ("name", public.to_owned()),
-                ("anonymous", if p.anonymous { "1" } else { "0" }.to_owned()),
-                ("message", p.message.clone().unwrap_or_default()),
-                ("designation", p.designation.clone().unwrap_or_default()),
-                ("donor_ref", p.donor_ref.clone().unwrap_or_default()),
-                ("donor", donor),
-                (
-                    "idempotency_key",
-                    p.idempotency_key.clone().unwrap_or_default(),
-                ),
-                ("created", p.created_ms.to_string()),
-                ("expires", p.expires_ms.to_string()),
-            ],
-        )
-        .ignore();
-        pipe.expire(k.pledge(&p.id), PLEDGE_KEEP_SECS as i64)
+        let id = p.id.to_string();
+        pipe.hset_multiple(k.pledge(&id), &pledge_hash::fields(p))
             .ignore();
-        pipe.zadd(k.pending(), &p.id, p.expires_ms).ignore();
-        pipe.set_ex(
-            keys.pledge_index(&p.id),
-            campaign.as_str(),
-            PLEDGE_KEEP_SECS,
-        )
-        .ignore();
+        pipe.expire(k.pledge(&id), PLEDGE_KEEP_SECS as i64).ignore();
+        pipe.zadd(k.pending(), &id, p.expires_at.timestamp_millis())
+            .ignore();
+        pipe.set_ex(keys.pledge_index(&id), campaign.as_str(), PLEDGE_KEEP_SECS)
+            .ignore();
     }
 }

@@ -13,11 +13,11 @@ use chrono::Utc;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::signature::{self, HEADER};
-use super::{EventKind, PaymentEvent};
-use crate::AppState;
 use crate::config::{Config, Secret};
-use crate::pledges::{self, PledgeStatus};
+use crate::domain::PledgeStatus;
+use crate::payments::signature::{self, HEADER};
+use crate::payments::{EventKind, PaymentEvent};
+use crate::pledges::{Intake, PledgeView};
 
 /// Deliveries of one event before the provider gives up.
 pub const ATTEMPTS: usize = 3;
@@ -131,7 +131,7 @@ impl SandboxProvider {
     }
 
     /// Pays the whole pledge (`payment.succeeded`), less the sandbox's processing fee.
-    pub async fn pay(&self, pledge: &PledgeStatus) -> Result<Delivery, SandboxError> {
+    pub async fn pay(&self, pledge: &PledgeView) -> Result<Delivery, SandboxError> {
         let event = event(
             EventKind::PaymentSucceeded,
             pledge,
@@ -143,7 +143,7 @@ impl SandboxProvider {
     }
 
     /// Declines the payment (`payment.failed`).
-    pub async fn fail(&self, pledge: &PledgeStatus) -> Result<Delivery, SandboxError> {
+    pub async fn fail(&self, pledge: &PledgeView) -> Result<Delivery, SandboxError> {
         let event = event(
             EventKind::PaymentFailed,
             pledge,
@@ -160,7 +160,7 @@ impl SandboxProvider {
     /// that refund.
     pub async fn refund(
         &self,
-        pledge: &PledgeStatus,
+        pledge: &PledgeView,
         payment_txn: &str,
         amount: i64,
         provider_txn_id: Option<String>,
@@ -228,52 +228,75 @@ impl SandboxProvider {
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         Ok((status, body))
     }
+}
 
-    /// Pays the pledge after `delay` if it is still pending then, as a viewer who
-    /// always pays would. Failures are logged; the service stopping cancels it.
-    pub fn schedule_autopay(&self, pledge_id: Uuid, delay: Duration, state: AppState) {
-        let provider = self.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = state.shutdown.cancelled() => return,
-            }
-            let pledge = match pledges::find(&state, &pledge_id).await {
-                Ok(Some(pledge)) => pledge,
-                Ok(None) => {
-                    tracing::warn!(%pledge_id, "sandbox auto-pay: no such pledge");
-                    return;
+/// Pays each pledge sent on `accepted` after `delay`, if it is still pending then, as a
+/// viewer who always pays would (`LIVEFUND_SANDBOX_AUTOPAY_MS`). Failures are logged and
+/// counted; `stop` ends it, and the payments still waiting with it.
+pub async fn run_autopay(
+    config: std::sync::Arc<Config>,
+    intake: Intake,
+    mut accepted: tokio::sync::mpsc::UnboundedReceiver<Uuid>,
+    delay: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let provider = match SandboxProvider::new(&config) {
+        Ok(provider) => provider,
+        Err(e) => {
+            tracing::error!(error = %e, "sandbox auto-pay unavailable");
+            return;
+        }
+    };
+    let mut waiting = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            pledge = accepted.recv() => match pledge {
+                Some(pledge_id) => {
+                    let (provider, intake) = (provider.clone(), intake.clone());
+                    waiting.spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        autopay(&provider, &intake, pledge_id).await;
+                    });
                 }
-                Err(e) => {
-                    tracing::warn!(%pledge_id, error = %e, "sandbox auto-pay: could not read the pledge");
-                    return;
-                }
-            };
-            if pledge.status != "pending" {
-                tracing::debug!(%pledge_id, status = %pledge.status, "sandbox auto-pay: not pending, not paid");
-                return;
-            }
-            match provider.pay(&pledge).await {
-                Ok(delivery) if delivery.accepted() => {
-                    tracing::debug!(
-                        %pledge_id,
-                        outcome = delivery.outcome().unwrap_or("unknown"),
-                        "sandbox auto-pay delivered"
-                    );
-                }
-                Ok(delivery) => {
-                    tracing::warn!(
-                        %pledge_id,
-                        status = delivery.status,
-                        response = %delivery.body,
-                        "sandbox auto-pay: the webhook refused the payment"
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(%pledge_id, error = %e, "sandbox auto-pay failed");
-                }
-            }
-        });
+                None => break,
+            },
+            Some(_) = waiting.join_next(), if !waiting.is_empty() => {}
+            _ = stop.cancelled() => break,
+        }
+    }
+    waiting.shutdown().await;
+}
+
+/// Pays one pledge if it is still pending.
+async fn autopay(provider: &SandboxProvider, intake: &Intake, pledge_id: Uuid) {
+    let counted = |result: &'static str| {
+        metrics::counter!("livefund_sandbox_autopay_total", "result" => result).increment(1);
+    };
+    let pledge = match intake.find(&pledge_id).await {
+        Ok(Some(pledge)) => pledge,
+        Ok(None) => {
+            tracing::warn!(%pledge_id, "sandbox auto-pay: no such pledge");
+            return counted("failed");
+        }
+        Err(e) => {
+            tracing::warn!(%pledge_id, error = %e, "sandbox auto-pay: could not read the pledge");
+            return counted("failed");
+        }
+    };
+    if pledge.status != PledgeStatus::Pending {
+        tracing::debug!(%pledge_id, status = %pledge.status, "sandbox auto-pay: not pending, not paid");
+        return counted("skipped");
+    }
+    match provider.pay(&pledge).await {
+        Ok(delivery) if delivery.accepted() => counted("paid"),
+        Ok(delivery) => {
+            tracing::warn!(%pledge_id, status = delivery.status, response = %delivery.body, "sandbox auto-pay: the webhook refused the payment");
+            counted("failed");
+        }
+        Err(e) => {
+            tracing::warn!(%pledge_id, error = %e, "sandbox auto-pay failed");
+            counted("failed");
+        }
     }
 }
 
@@ -283,7 +306,7 @@ fn txn_id(prefix: &str) -> String {
 
 fn event(
     kind: EventKind,
-    pledge: &PledgeStatus,
+    pledge: &PledgeView,
     amount: i64,
     fee: i64,
     provider_txn_id: String,
@@ -330,9 +353,9 @@ mod tests {
 
     #[test]
     fn events_carry_the_pledge_and_fresh_ids() {
-        let pledge = PledgeStatus {
+        let pledge = PledgeView {
             pledge_id: Uuid::new_v4().to_string(),
-            status: "pending".into(),
+            status: PledgeStatus::Pending,
             amount: 5000,
             currency: "CNY".into(),
             campaign: "campaign".into(),
