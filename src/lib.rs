@@ -42,7 +42,7 @@ pub mod payments;
 pub mod pledges;
 pub mod sandbox;
 pub mod service;
-mod state;
+pub mod state;
 pub mod telemetry;
 
 pub use state::AppState;

@@ -18,7 +18,8 @@ use crate::counters::Keys;
 use crate::ledger::{self, Ledger, SettlerQueue};
 use crate::live::{self, Live, SubscriberCommand};
 use crate::pledges::{self, Intake, PledgeChange, RateLimiter, WriteBehind};
-use crate::{AppState, sandbox, telemetry};
+use crate::state::AppState;
+use crate::{sandbox, telemetry};
 
 /// The service: its state and its background tasks.
 pub struct Service {
@@ -77,12 +78,14 @@ impl Service {
             queues.write_behind,
             drained.clone(),
         ));
+        let (stores, wake) = (&state.ledger.stores, state.ledger.relay_wake());
         t.spawn(ledger::run_settler(
-            state.ledger.clone(),
+            stores.clone(),
+            wake.clone(),
             queues.settler,
             drained.clone(),
         ));
-        t.spawn(ledger::run_relay(state.ledger.clone(), drained.clone()));
+        t.spawn(ledger::run_relay(stores.clone(), wake, drained.clone()));
         t.spawn(live::run_subscriber(
             queues.redis_client,
             state.live.clone(),
@@ -140,7 +143,12 @@ fn build(
     let redis = ConnectionManager::new_lazy_with_config(redis_client.clone(), redis_config())
         .expect("a lazy connection manager does not connect, so it cannot fail");
     let keys = Keys::new(config.redis_prefix.clone());
-    let (ledger, settler) = Ledger::new(db.clone(), redis.clone(), keys.clone());
+    let stores = ledger::Stores {
+        db: db.clone(),
+        redis: redis.clone(),
+        keys: keys.clone(),
+    };
+    let (ledger, settler) = Ledger::new(stores);
     let (write_behind, write_behind_rx) = WriteBehind::new();
     let autopay = config.sandbox_payments && config.limits.sandbox_autopay_ms > 0;
     let (accepted, accepted_rx) = if autopay {

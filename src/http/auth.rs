@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::ApiError;
-use crate::AppState;
+use crate::state::AppState;
 
 /// Proof that the request carries the operator token. Put it first among a handler's
 /// extractors so a refused call reads (and changes) nothing.

@@ -10,13 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Operator;
 use super::{ApiError, Json};
-use crate::AppState;
 use crate::catalog::{self, Campaign, Designation, NewCampaign, Stream};
 use crate::counters::{Totals, read_totals};
 use crate::domain::{
     CampaignStatus, CampaignWindow, Currency, Invalid, MatchingTerms, Money, Slug, bounded_text,
 };
 use crate::ledger;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

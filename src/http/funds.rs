@@ -9,9 +9,9 @@ use std::collections::HashSet;
 
 use super::auth::Operator;
 use super::{ApiError, Json};
-use crate::AppState;
 use crate::catalog::{self, Fund, NewDesignation, NewFund};
 use crate::domain::{DesignationCode, Invalid, Slug, bounded_text};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/funds", post(create))

@@ -1,6 +1,6 @@
 //! Health, readiness and metrics.
 
-use crate::AppState;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};

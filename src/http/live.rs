@@ -11,9 +11,9 @@ use serde::Deserialize;
 
 use super::ApiError;
 use super::pledges::check_origin;
-use crate::AppState;
 use crate::domain::Slug;
 use crate::live::{SocketParams, run_socket};
+use crate::state::AppState;
 
 /// A socket's read buffer starts this small (client frames are small; it grows for a
 /// larger one). With the 128 KiB default an idle socket costs over 100 KB; with this,

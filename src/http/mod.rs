@@ -24,7 +24,7 @@ use axum::response::Response;
 use std::time::Instant;
 use tower_http::trace::TraceLayer;
 
-use crate::AppState;
+use crate::state::AppState;
 
 /// The whole route table.
 pub fn router(state: AppState) -> Router {

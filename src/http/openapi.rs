@@ -7,8 +7,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{campaigns, error, funds, health, live, pledges, sandbox, streams, webhooks};
-use crate::AppState;
 use crate::counters::Totals;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/openapi.json", get(openapi))

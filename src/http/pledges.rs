@@ -9,10 +9,10 @@ use std::time::Duration;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::{ApiError, Json};
-use crate::AppState;
 use crate::config::Config;
 use crate::domain::{PledgeFields, Slug};
 use crate::pledges::{Accepted, PledgeView};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

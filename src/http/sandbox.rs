@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 
 use super::pledges::check_origin;
 use super::{ApiError, RawBody};
-use crate::AppState;
 use crate::domain::Invalid;
 use crate::domain::PledgeStatus;
 use crate::payments::PaymentEvent;
 use crate::pledges::PledgeView;
 use crate::sandbox::{Delivery, SandboxError, SandboxProvider};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use super::auth::Operator;
 use super::campaigns::find_campaign;
 use super::{ApiError, Json};
-use crate::AppState;
 use crate::catalog::{self, Campaign, ModerationKey, NewStream, Stream};
 use crate::counters::{Totals, read_totals};
 use crate::domain::{CampaignStatus, Invalid, Money, Slug, bounded_text};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

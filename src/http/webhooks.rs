@@ -11,10 +11,10 @@ use serde::Serialize;
 use std::time::Duration;
 
 use super::{ApiError, RawBody};
-use crate::AppState;
 use crate::ledger::{Outcome, record_invalid};
 use crate::payments::PaymentEvent;
 use crate::payments::signature::{self, HEADER};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/webhooks/payments", post(receive))

@@ -1,36 +1,29 @@
-//! What the rest of the service holds of the ledger: its database, the live store its
-//! effects go to, and the settler's queue. Cheap to clone; built with its settler's
-//! receiving end, which the service's task owner runs.
-
-use redis::aio::ConnectionManager;
-use sqlx::PgPool;
+//! What the rest of the service holds of the ledger: its stores and the settler's queue.
+//! Cheap to clone; built with its settler's receiving end, which the service's task
+//! owner runs.
 
 use super::Outcome;
 use super::rebuild::{RebuildError, ensure_built};
 use super::relay::RelayWake;
 use super::settler::{Settler, SettlerQueue, Unavailable};
-use crate::counters::Keys;
+use super::stores::Stores;
 use crate::domain::Slug;
 use crate::payments::PaymentEvent;
 
 /// A handle on the ledger.
 #[derive(Clone)]
 pub struct Ledger {
-    pub db: PgPool,
-    pub redis: ConnectionManager,
-    pub keys: Keys,
+    pub stores: Stores,
     settler: Settler,
     relay: RelayWake,
 }
 
 impl Ledger {
     /// The handle, and the settler's queue for [`super::run_settler`].
-    pub fn new(db: PgPool, redis: ConnectionManager, keys: Keys) -> (Ledger, SettlerQueue) {
+    pub fn new(stores: Stores) -> (Ledger, SettlerQueue) {
         let (settler, queue) = Settler::new();
         let ledger = Ledger {
-            db,
-            redis,
-            keys,
+            stores,
             settler,
             relay: RelayWake::default(),
         };
@@ -49,15 +42,12 @@ impl Ledger {
 
     /// Rebuilds the campaign's live counters from the ledger if Redis lost them.
     pub async fn ensure_built(&self, campaign: &Slug) -> Result<(), RebuildError> {
-        ensure_built(&self.db, &mut self.redis.clone(), &self.keys, campaign).await
+        let s = &self.stores;
+        ensure_built(&s.db, &mut s.redis.clone(), &s.keys, campaign).await
     }
 
-    /// Wakes this gateway's outbox relay: a batch committed effects.
-    pub(super) fn wake_relay(&self) {
-        self.relay.wake();
-    }
-
-    pub(super) fn relay_wake(&self) -> RelayWake {
+    /// What wakes this gateway's outbox relay after a commit.
+    pub fn relay_wake(&self) -> RelayWake {
         self.relay.clone()
     }
 }

@@ -17,6 +17,7 @@ mod records;
 mod relay;
 mod settle;
 mod settler;
+mod stores;
 mod sums;
 mod write;
 
@@ -28,6 +29,7 @@ pub use lock::CampaignLock;
 pub use outbox::LiveEffect;
 pub use plan::Outcome;
 pub use rebuild::{RebuildError, ensure_built, rebuild_campaign, repair_campaign};
-pub use relay::run_relay;
+pub use relay::{RelayWake, run_relay};
 pub use settler::{BATCH, LINGER, SettlerQueue, Unavailable, run_settler};
+pub use stores::Stores;
 pub use sums::LedgerTotals;

@@ -14,8 +14,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::handle::Ledger;
 use super::outbox::LiveEffect;
+use super::stores::Stores;
 use super::{RebuildError, ensure_built, lock};
 use crate::counters::{self, Applied, CampaignKeys, Keys};
 use crate::domain::Slug;
@@ -62,13 +62,8 @@ enum Pass {
 }
 
 /// Applies the outbox until `stop`.
-pub async fn run_relay(ledger: Ledger, stop: CancellationToken) {
-    let (db, redis, keys, wake) = (
-        ledger.db.clone(),
-        ledger.redis.clone(),
-        ledger.keys.clone(),
-        ledger.relay_wake(),
-    );
+pub async fn run_relay(stores: Stores, wake: RelayWake, stop: CancellationToken) {
+    let Stores { db, redis, keys } = stores;
     let mut wait = POLL;
     loop {
         tokio::select! {

@@ -7,10 +7,10 @@ use sqlx::{Postgres, Transaction};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
-use super::handle::Ledger;
 use super::load::{self, Txns};
 use super::outbox::{self, Streams};
 use super::plan::{self, Known, Outcome};
+use super::stores::Stores;
 use super::{pledge_rows, records, write};
 use crate::counters::pledge_hash;
 use crate::domain::PledgeRecord;
@@ -65,7 +65,7 @@ impl From<write::WriteError> for SettleError {
 
 /// Settles `events` (in arrival order) in one transaction.
 pub async fn settle_batch(
-    ledger: &Ledger,
+    stores: &Stores,
     events: &[PaymentEvent],
 ) -> Result<Settled, SettleError> {
     // Within a batch, a repeated event id is a replay of its first delivery.
@@ -78,8 +78,8 @@ pub async fn settle_batch(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut tx = ledger.db.begin().await?;
-        match settle_in(ledger, &mut tx, &unique).await {
+        let mut tx = stores.db.begin().await?;
+        match settle_in(stores, &mut tx, &unique).await {
             Ok((by_event, effects)) => {
                 tx.commit().await?;
                 return Ok(Settled {
@@ -122,7 +122,7 @@ fn retryable(e: &SettleError) -> bool {
 }
 
 async fn settle_in(
-    ledger: &Ledger,
+    stores: &Stores,
     tx: &mut Transaction<'_, Postgres>,
     events: &[PaymentEvent],
 ) -> Result<(HashMap<String, Outcome>, usize), SettleError> {
@@ -138,7 +138,7 @@ async fn settle_in(
     if fresh.is_empty() {
         return Ok((HashMap::new(), 0));
     }
-    let (mut known, streams) = load_known(ledger, tx, &fresh).await?;
+    let (mut known, streams) = load_known(stores, tx, &fresh).await?;
     let planned = plan::plan(&fresh, &mut known);
     records::exceptions(tx, &planned).await?;
     write::money(tx, &planned, &known).await?;
@@ -154,7 +154,7 @@ async fn settle_in(
 
 /// Everything the batch's events touch, locked where the batch may change it.
 async fn load_known(
-    ledger: &Ledger,
+    stores: &Stores,
     tx: &mut Transaction<'_, Postgres>,
     fresh: &[PaymentEvent],
 ) -> Result<(Known, Streams), SettleError> {
@@ -168,7 +168,7 @@ async fn load_known(
         .filter(|id| !known.pledges.contains_key(id))
         .copied()
         .collect();
-    let live = live_pledges(ledger, &missing).await?;
+    let live = live_pledges(stores, &missing).await?;
     write::pledges(tx, &live).await?;
     known.pledges.extend(live.into_iter().map(|p| (p.id, p)));
     load::lock_pledges(tx, &ids).await?;
@@ -190,11 +190,11 @@ async fn load_known(
 /// Pledges not yet written behind, read from the live store (they are written now).
 /// A failure to read is not "no such pledge": it fails the batch, so the provider
 /// delivers again rather than the payment becoming an exception.
-async fn live_pledges(ledger: &Ledger, ids: &[Uuid]) -> Result<Vec<PledgeRecord>, SettleError> {
+async fn live_pledges(stores: &Stores, ids: &[Uuid]) -> Result<Vec<PledgeRecord>, SettleError> {
     let mut found = Vec::new();
-    let mut redis = ledger.redis.clone();
+    let mut redis = stores.redis.clone();
     for id in ids {
-        let pledge = pledge_hash::find(&mut redis, &ledger.keys, id)
+        let pledge = pledge_hash::find(&mut redis, &stores.keys, id)
             .await
             .map_err(|e| SettleError::LiveStore(e.to_string()))?;
         found.extend(pledge);

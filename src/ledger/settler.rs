@@ -12,10 +12,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::handle::Ledger;
 use super::invalid::{invalid_event_id, record_invalid};
 use super::plan::Outcome;
+use super::relay::RelayWake;
 use super::settle::{SettleError, settle_batch};
+use super::stores::Stores;
 use crate::payments::PaymentEvent;
 
 /// The most events in one transaction.
@@ -69,7 +70,13 @@ impl Settler {
 }
 
 /// Commits batches until `stop` and the queue is drained.
-pub async fn run_settler(ledger: Ledger, queue: SettlerQueue, stop: CancellationToken) {
+pub async fn run_settler(
+    stores: Stores,
+    relay: RelayWake,
+    queue: SettlerQueue,
+    stop: CancellationToken,
+) {
+    let ledger = Worker { stores, relay };
     let SettlerQueue(mut rx) = queue;
     let mut jobs: Vec<Job> = Vec::with_capacity(BATCH);
     let mut down_since: Option<tokio::time::Instant> = None;
@@ -103,6 +110,12 @@ pub async fn run_settler(ledger: Ledger, queue: SettlerQueue, stop: Cancellation
     }
 }
 
+/// What the settler works with: the stores, and the relay it wakes after a commit.
+struct Worker {
+    stores: Stores,
+    relay: RelayWake,
+}
+
 /// Whether the database answered.
 enum Health {
     Up,
@@ -115,15 +128,15 @@ fn fail(jobs: &mut Vec<Job>) {
     }
 }
 
-async fn settle_jobs(ledger: &Ledger, jobs: &mut Vec<Job>) -> Health {
+async fn settle_jobs(ledger: &Worker, jobs: &mut Vec<Job>) -> Health {
     if jobs.is_empty() {
         return Health::Up;
     }
     let events: Vec<PaymentEvent> = jobs.iter().map(|j| j.event.clone()).collect();
-    match settle_batch(ledger, &events).await {
+    match settle_batch(&ledger.stores, &events).await {
         Ok(settled) => {
             if settled.effects > 0 {
-                ledger.wake_relay();
+                ledger.relay.wake();
             }
             for (job, outcome) in jobs.drain(..).zip(settled.outcomes) {
                 let _ = job.reply.send(Ok(outcome));
@@ -145,17 +158,17 @@ async fn settle_jobs(ledger: &Ledger, jobs: &mut Vec<Job>) -> Health {
 /// Settles each event in its own transaction, so one bad event holds none of the others.
 /// An event whose own data fails is recorded as invalid; an error that is not the
 /// event's (the database went away) fails it and every event after it at once.
-async fn settle_alone(ledger: &Ledger, jobs: &mut Vec<Job>) -> Health {
+async fn settle_alone(ledger: &Worker, jobs: &mut Vec<Job>) -> Health {
     let mut down = false;
     for job in jobs.drain(..) {
         if down {
             let _ = job.reply.send(Err(Unavailable));
             continue;
         }
-        let answer = match settle_batch(ledger, std::slice::from_ref(&job.event)).await {
+        let answer = match settle_batch(&ledger.stores, std::slice::from_ref(&job.event)).await {
             Ok(settled) => {
                 if settled.effects > 0 {
-                    ledger.wake_relay();
+                    ledger.relay.wake();
                 }
                 settled.outcomes.into_iter().next().ok_or(Unavailable)
             }
@@ -171,10 +184,10 @@ async fn settle_alone(ledger: &Ledger, jobs: &mut Vec<Job>) -> Health {
     if down { Health::Down } else { Health::Up }
 }
 
-async fn record(ledger: &Ledger, job: &Job, e: &SettleError) -> Result<Outcome, Unavailable> {
+async fn record(ledger: &Worker, job: &Job, e: &SettleError) -> Result<Outcome, Unavailable> {
     tracing::error!(error = %e, event = %job.event.event_id, "the ledger refused an event on its own; recording it as invalid for an operator");
     let reason = format!("the ledger refused it: {e}");
-    match record_invalid(&ledger.db, &job.raw, &reason).await {
+    match record_invalid(&ledger.stores.db, &job.raw, &reason).await {
         Ok(_) => Ok(Outcome::Exception("invalid_event")),
         Err(e) => {
             let id = invalid_event_id(&job.raw);

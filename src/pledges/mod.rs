@@ -142,8 +142,8 @@ impl Intake {
     /// copy in PostgreSQL.
     #[tracing::instrument(skip_all, fields(pledge_id = %pledge_id))]
     pub async fn find(&self, pledge_id: &Uuid) -> Result<Option<PledgeView>, PledgeError> {
-        let mut redis = self.ledger.redis.clone();
-        let live = match pledge_hash::find(&mut redis, &self.ledger.keys, pledge_id).await {
+        let mut redis = self.ledger.stores.redis.clone();
+        let live = match pledge_hash::find(&mut redis, &self.ledger.stores.keys, pledge_id).await {
             Ok(live) => live,
             Err(ReadError::Redis(e)) => return Err(e.into()),
             Err(ReadError::Unreadable(e)) => {
@@ -153,7 +153,7 @@ impl Intake {
         };
         let pledge = match live {
             Some(pledge) => Some(pledge),
-            None => pledge_rows::by_id(&self.ledger.db, pledge_id).await?,
+            None => pledge_rows::by_id(&self.ledger.stores.db, pledge_id).await?,
         };
         Ok(pledge.map(|p| self.view(&p)))
     }
@@ -256,7 +256,7 @@ impl Intake {
             idempotency_ttl_secs: IDEMPOTENCY_TTL_SECS,
             pledge_ttl_secs: PLEDGE_KEEP_SECS.max(self.pledge_ttl_secs),
         };
-        let mut redis = self.ledger.redis.clone();
+        let mut redis = self.ledger.stores.redis.clone();
         let mut outcome = counters::accept_pledge(&mut redis, &campaign.keys, &write).await?;
         if outcome == PledgeOutcome::NotBuilt {
             // Redis lost the campaign's counters: rebuild them from the ledger, then pledge.
@@ -304,8 +304,8 @@ impl Intake {
         replay: bool,
     ) -> Result<(), PledgeError> {
         let campaign = &stream.campaign;
-        let keys = &self.ledger.keys;
-        let mut redis = self.ledger.redis.clone();
+        let keys = &self.ledger.stores.keys;
+        let mut redis = self.ledger.stores.redis.clone();
         let index: redis::RedisResult<()> = redis::AsyncCommands::set_ex(
             &mut redis,
             keys.pledge_index(&first.id.to_string()),
@@ -315,7 +315,7 @@ impl Intake {
         .await;
         index?;
         self.expiry
-            .register(&self.ledger.redis, keys, campaign)
+            .register(&self.ledger.stores.redis, keys, campaign)
             .await;
         if !replay {
             metrics::counter!("livefund_pledges_accepted_total").increment(1);
