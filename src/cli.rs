@@ -11,16 +11,18 @@ use crate::{connect_postgres, connect_redis, migrate as run_migrations, serve as
 
 /// `livefund serve`: runs pending migrations, then serves until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let db = connect_postgres(args.backends.database_url.expose()).context("DATABASE_URL")?;
+    let (database_url, redis_url) = args.backends.required()?;
+    let webhook_secrets = args.webhook.required()?.clone();
+    let db = connect_postgres(database_url.expose()).context("DATABASE_URL")?;
     run_migrations(&db)
         .await
         .context("running the database migrations")?;
-    let redis = connect_redis(args.backends.redis_url.expose()).context("REDIS_URL")?;
+    let redis = connect_redis(redis_url.expose()).context("REDIS_URL")?;
     let listener = TcpListener::bind(args.settings.listen)
         .await
         .with_context(|| format!("binding {}", args.settings.listen))?;
     let bound = listener.local_addr()?;
-    let config = args.settings.resolve(bound, args.webhook_secret);
+    let config = args.settings.resolve(bound, webhook_secrets);
     let shutdown = shutdown_on_signal();
     tracing::info!(address = %bound, "livefund listening on http://{bound}");
     serve_on(listener, db, redis, config, shutdown).await?;
@@ -30,7 +32,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// `livefund migrate`: runs pending migrations and exits.
 pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    let db = connect_postgres(args.database_url.expose()).context("DATABASE_URL")?;
+    let db = connect_postgres(args.database.required()?.expose()).context("DATABASE_URL")?;
     run_migrations(&db)
         .await
         .context("running the database migrations")?;
@@ -40,13 +42,14 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
 
 /// `livefund rebuild-counters`: recomputes the live counters from the ledger.
 pub async fn rebuild_counters(args: RebuildArgs) -> anyhow::Result<()> {
-    let db = connect_postgres(args.backends.database_url.expose()).context("DATABASE_URL")?;
-    let client = connect_redis(args.backends.redis_url.expose()).context("REDIS_URL")?;
+    let (database_url, redis_url) = args.backends.required()?;
+    let db = connect_postgres(database_url.expose()).context("DATABASE_URL")?;
+    let client = connect_redis(redis_url.expose()).context("REDIS_URL")?;
     let mut redis = client
         .get_multiplexed_async_connection()
         .await
         .context("connecting to Redis")?;
-    let keys = Keys::new(args.redis_prefix);
+    let keys = Keys::new(args.prefix.redis_prefix);
     let campaigns: Vec<String> = match args.campaign {
         Some(one) => vec![one],
         None => sqlx::query_scalar(r#"select slug::text from campaigns order by id"#)

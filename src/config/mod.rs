@@ -36,45 +36,69 @@ pub enum Command {
     Demo(DemoArgs),
 }
 
-/// The two backends a gateway needs.
-#[derive(Debug, Args)]
-pub struct Backends {
-    /// PostgreSQL, the fund database (source of truth).
+/// A setting a subcommand needs that was not given.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable} is required: set it, or pass {flag}")]
+pub struct Missing {
+    pub variable: &'static str,
+    pub flag: &'static str,
+}
+
+/// PostgreSQL, the fund database. Declared once: `serve` and `migrate` require it, the
+/// demo takes it or starts its own.
+#[derive(Debug, Clone, Args)]
+pub struct Database {
+    /// PostgreSQL, the fund database (source of truth); required by `serve` and `migrate`.
     #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Secret,
-    /// Redis, the live counters and fan-out.
+    pub database_url: Option<Secret>,
+}
+
+impl Database {
+    pub fn required(&self) -> Result<&Secret, Missing> {
+        self.database_url.as_ref().ok_or(Missing {
+            variable: "DATABASE_URL",
+            flag: "--database-url",
+        })
+    }
+}
+
+/// Redis, what is live.
+#[derive(Debug, Clone, Args)]
+pub struct Redis {
+    /// Redis, the live counters and fan-out; required by `serve`.
     #[arg(long = "redis-url", env = "REDIS_URL", hide_env_values = true)]
-    pub redis_url: Secret,
+    pub redis_url: Option<Secret>,
 }
 
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    #[command(flatten)]
-    pub backends: Backends,
-    /// HMAC secret shared with the payment provider; several, comma-separated, during rotation.
-    #[arg(
-        long = "livefund-webhook-secret",
-        visible_alias = "webhook-secret",
-        env = "LIVEFUND_WEBHOOK_SECRET",
-        hide_env_values = true
-    )]
-    pub webhook_secret: WebhookSecrets,
-    #[command(flatten)]
-    pub settings: Settings,
+impl Redis {
+    pub fn required(&self) -> Result<&Secret, Missing> {
+        self.redis_url.as_ref().ok_or(Missing {
+            variable: "REDIS_URL",
+            flag: "--redis-url",
+        })
+    }
 }
 
-#[derive(Debug, Args)]
-pub struct MigrateArgs {
-    /// PostgreSQL, the fund database (source of truth).
-    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Secret,
+/// The two backends a gateway needs.
+#[derive(Debug, Clone, Args)]
+pub struct Backends {
+    #[command(flatten)]
+    pub database: Database,
+    #[command(flatten)]
+    pub redis: Redis,
 }
 
-#[derive(Debug, Args)]
-pub struct RebuildArgs {
-    #[command(flatten)]
-    pub backends: Backends,
-    /// Prefix of every Redis key.
+impl Backends {
+    /// Both URLs, or what is missing.
+    pub fn required(&self) -> Result<(&Secret, &Secret), Missing> {
+        Ok((self.database.required()?, self.redis.required()?))
+    }
+}
+
+/// The prefix of every Redis key.
+#[derive(Debug, Clone, Args)]
+pub struct RedisPrefix {
+    /// Prefix of every Redis key, so several deployments or test runs share one Redis.
     #[arg(
         long = "livefund-redis-prefix",
         visible_alias = "redis-prefix",
@@ -83,37 +107,13 @@ pub struct RebuildArgs {
         value_parser = parse_redis_prefix
     )]
     pub redis_prefix: String,
-    /// Only this campaign (its slug); default every campaign.
-    #[arg(long)]
-    pub campaign: Option<String>,
 }
 
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Use this PostgreSQL instead of starting one (needs REDIS_URL too).
-    #[arg(
-        long = "database-url",
-        env = "DATABASE_URL",
-        hide_env_values = true,
-        requires = "redis_url"
-    )]
-    pub database_url: Option<Secret>,
-    /// Use this Redis instead of starting one (needs DATABASE_URL too).
-    #[arg(
-        long = "redis-url",
-        env = "REDIS_URL",
-        hide_env_values = true,
-        requires = "database_url"
-    )]
-    pub redis_url: Option<Secret>,
-    /// Where the demo keeps the PostgreSQL and Redis it starts, and its generated secrets.
-    #[arg(
-        long = "data-dir",
-        env = "LIVEFUND_DEMO_DIR",
-        default_value = "livefund-demo-data"
-    )]
-    pub data_dir: PathBuf,
-    /// HMAC secret(s) for the sandbox provider's webhooks; generated when absent.
+/// The secret(s) the payment provider signs its webhooks with.
+#[derive(Debug, Clone, Args)]
+pub struct WebhookSecret {
+    /// HMAC secret shared with the payment provider; several, comma-separated, during
+    /// rotation. Required by `serve`; the demo makes one when absent.
     #[arg(
         long = "livefund-webhook-secret",
         visible_alias = "webhook-secret",
@@ -121,6 +121,59 @@ pub struct DemoArgs {
         hide_env_values = true
     )]
     pub webhook_secret: Option<WebhookSecrets>,
+}
+
+impl WebhookSecret {
+    pub fn required(&self) -> Result<&WebhookSecrets, Missing> {
+        self.webhook_secret.as_ref().ok_or(Missing {
+            variable: "LIVEFUND_WEBHOOK_SECRET",
+            flag: "--livefund-webhook-secret",
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub backends: Backends,
+    #[command(flatten)]
+    pub webhook: WebhookSecret,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub database: Database,
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    #[command(flatten)]
+    pub backends: Backends,
+    #[command(flatten)]
+    pub prefix: RedisPrefix,
+    /// Only this campaign (its slug); default every campaign.
+    #[arg(long)]
+    pub campaign: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// PostgreSQL and Redis to use instead of starting its own (both, or neither).
+    #[command(flatten)]
+    pub backends: Backends,
+    /// Where the demo keeps the PostgreSQL and Redis it starts, and its generated secrets.
+    #[arg(
+        long = "data-dir",
+        env = "LIVEFUND_DEMO_DIR",
+        default_value = "livefund-demo-data"
+    )]
+    pub data_dir: PathBuf,
+    /// The sandbox provider's webhook secret(s); generated when absent.
+    #[command(flatten)]
+    pub webhook: WebhookSecret,
     #[command(flatten)]
     pub settings: Settings,
 }
@@ -167,15 +220,8 @@ pub struct Settings {
         env = "LIVEFUND_SANDBOX_PAYMENTS"
     )]
     pub sandbox_payments: bool,
-    /// Prefix of every Redis key, so several deployments or test runs share one Redis.
-    #[arg(
-        long = "livefund-redis-prefix",
-        visible_alias = "redis-prefix",
-        env = "LIVEFUND_REDIS_PREFIX",
-        default_value = "lf",
-        value_parser = parse_redis_prefix
-    )]
-    pub redis_prefix: String,
+    #[command(flatten)]
+    pub prefix: RedisPrefix,
     /// Where viewers pay: the pledge id is appended as a path segment. Default: the
     /// sandbox checkout of this service.
     #[arg(
@@ -217,7 +263,7 @@ impl Settings {
             webhook_secrets,
             allowed_origins,
             sandbox_payments: self.sandbox_payments,
-            redis_prefix: self.redis_prefix.clone(),
+            redis_prefix: self.prefix.redis_prefix.clone(),
         }
     }
 }

@@ -51,7 +51,9 @@ fn public_url_defaults_to_the_bound_address() {
         operator_token: None,
         allowed_origins: vec!["https://a.example/ ".into(), "".into()],
         sandbox_payments: false,
-        redis_prefix: "lf".into(),
+        prefix: RedisPrefix {
+            redis_prefix: "lf".into(),
+        },
         checkout_url: None,
         limits: Limits::default(),
     };
@@ -70,4 +72,23 @@ fn redis_prefix_is_restricted() {
     for bad in ["", "a b", "a:b", "a{b}", &"x".repeat(65)] {
         assert!(parse_redis_prefix(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn required_settings_say_what_is_missing() {
+    let backends = Backends {
+        database: Database {
+            database_url: Some(Secret::new("postgres://x")),
+        },
+        redis: Redis { redis_url: None },
+    };
+    let missing = backends.required().expect_err("no Redis");
+    assert_eq!(
+        missing.to_string(),
+        "REDIS_URL is required: set it, or pass --redis-url"
+    );
+    let none = WebhookSecret {
+        webhook_secret: None,
+    };
+    assert!(none.required().is_err());
 }

@@ -8,7 +8,7 @@ use redis::Script;
 use redis::aio::ConnectionLike;
 use std::sync::LazyLock;
 
-use super::{CampaignKeys, channel, pledge_hash};
+use super::{CampaignKeys, FIELDS, channel, pledge_hash};
 use crate::domain::{PledgeRecord, PledgeStatus, Slug};
 
 /// How many events each stream's log keeps for replay.
@@ -25,15 +25,18 @@ pub(super) struct Scripts {
     seq_floor: Script,
 }
 
-/// `local STATUS = {pending = 'pending', ...}` from the Rust enum, then the prelude.
+/// `local STATUS = {pending = 'pending', ...}` from the Rust enum, the counter fields,
+/// the channel's functions, then the prelude.
 fn prelude() -> String {
     let words: Vec<String> = PledgeStatus::ALL
         .iter()
         .map(|s| format!("{0} = '{0}'", s.as_str()))
         .collect();
+    let counters: Vec<String> = FIELDS.iter().map(|f| format!("'{f}'")).collect();
     format!(
-        "local STATUS = {{{}}}\n{}{}",
+        "local STATUS = {{{}}}\nlocal COUNTERS = {{{}}}\n{}{}",
         words.join(", "),
+        counters.join(", "),
         channel::lua(),
         include_str!("scripts/prelude.lua")
     )

@@ -19,9 +19,18 @@ use services::LocalServices;
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let (services, database_url, redis_url) = match (&args.database_url, &args.redis_url) {
+    let given = (
+        &args.backends.database.database_url,
+        &args.backends.redis.redis_url,
+    );
+    let (services, database_url, redis_url) = match given {
         (Some(db), Some(redis)) => (None, db.expose().to_owned(), redis.expose().to_owned()),
-        _ => {
+        (Some(_), None) | (None, Some(_)) => {
+            anyhow::bail!(
+                "give both DATABASE_URL and REDIS_URL, or neither (the demo starts its own)"
+            )
+        }
+        (None, None) => {
             println!(
                 "Starting PostgreSQL and Redis in {} ...",
                 args.data_dir.display()
@@ -57,7 +66,7 @@ async fn serve_demo(args: &DemoArgs, database_url: &str, redis_url: &str) -> any
         None => kept_secret(&args.data_dir.join("operator-token"))?,
     };
     settings.operator_token = Some(operator_token);
-    let webhook_secrets = match &args.webhook_secret {
+    let webhook_secrets = match &args.webhook.webhook_secret {
         Some(secrets) => secrets.clone(),
         None => WebhookSecrets::new(vec![kept_secret(&args.data_dir.join("webhook-secret"))?])
             .map_err(anyhow::Error::msg)?,

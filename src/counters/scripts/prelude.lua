@@ -1,10 +1,8 @@
 -- Shared by every script, put before each one when it is loaded. Above this, Rust writes
--- the table of pledge statuses (STATUS.pending, ...) from its enum, and the functions that
--- publish on a campaign's channel (announce_totals, announce_event) from its codec: the
--- one place each is spelled.
-
--- The counter fields of a totals hash that scripts increment.
-local COUNTERS = {'pledged', 'confirmed', 'matched', 'refunded', 'gifts'}
+-- the table of pledge statuses (STATUS.pending, ...) from its enum, the counter fields of
+-- a totals hash (COUNTERS) in the order it reads them, and the functions that publish on
+-- a campaign's channel (announce_totals, announce_event) from its codec: the one place
+-- each is spelled.
 
 -- Whether every field of a hash is absent or an integer, so HINCRBY cannot fail half-way.
 local function integers(key)

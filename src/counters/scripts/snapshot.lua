@@ -9,9 +9,8 @@
 --           recent gift frames (newest first), top {donor key, amount, name}...,
 --           replayed frames (oldest first), gap (0/1)}
 
-local fields = {'pledged', 'confirmed', 'matched', 'refunded', 'gifts'}
-local campaign = redis.call('HMGET', KEYS[1], unpack(fields))
-local stream = redis.call('HMGET', KEYS[3], unpack(fields))
+local campaign = redis.call('HMGET', KEYS[1], unpack(COUNTERS))
+local stream = redis.call('HMGET', KEYS[3], unpack(COUNTERS))
 local seq = tonumber(redis.call('GET', KEYS[5]) or '0')
 
 -- Recent gifts: page back through the log until enough gifts are found, however many
