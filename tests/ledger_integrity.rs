@@ -311,7 +311,7 @@ async fn a_gateway_killed_between_its_commit_and_redis_loses_no_alert(db: PgPool
 
     // No relay can apply the campaign's effects while the test holds its lock: the gift
     // is committed and its alert waits in the outbox.
-    let held = CampaignLock::acquire(&app.db, campaign_id(&app).await)
+    let held = CampaignLock::acquire(&app.db, campaign_id(&app).await, Duration::from_secs(5))
         .await
         .expect("lock");
     let mut command = livefund();
@@ -370,7 +370,7 @@ async fn redis_lost_with_effects_pending_counts_once_and_announces_once(db: PgPo
     assert_eq!(outcome(&app, &pay).await, "gift");
     drained(&app).await;
 
-    let held = CampaignLock::acquire(&app.db, campaign_id(&app).await)
+    let held = CampaignLock::acquire(&app.db, campaign_id(&app).await, Duration::from_secs(5))
         .await
         .expect("lock");
     let pay = payment_event("payment.succeeded", &second, "t2", 3000);

@@ -37,16 +37,22 @@ impl<'a> Message<'a> {
     }
 }
 
-/// The scripts' way to publish: `announce_totals(channel, stream)` and
-/// `announce_event(channel, stream, frame)`.
+/// The scripts' way to publish: `announce_totals(channel, stream)`,
+/// `announce_event(channel, stream, frame)` and `announce_alert(channel, stream, frame)`.
 pub(super) fn lua() -> String {
+    let framed = |name: &str, prefix: &str| {
+        format!(
+            "local function {name}(channel, stream, frame)\n  \
+               redis.call('PUBLISH', channel, '{prefix} ' .. stream .. ' ' .. frame)\n\
+             end\n"
+        )
+    };
     format!(
         "local function announce_totals(channel, stream)\n  \
            redis.call('PUBLISH', channel, '{TOTALS} ' .. stream)\n\
-         end\n\
-         local function announce_event(channel, stream, frame)\n  \
-           redis.call('PUBLISH', channel, '{EVENT} ' .. stream .. ' ' .. frame)\n\
-         end\n"
+         end\n{}{}",
+        framed("announce_event", EVENT),
+        framed("announce_alert", ALERT),
     )
 }
 
@@ -79,5 +85,6 @@ mod tests {
     fn the_lua_side_uses_the_same_prefixes() {
         let lua = lua();
         assert!(lua.contains("'T ' .. stream") && lua.contains("'E ' .. stream"));
+        assert!(lua.contains("'A ' .. stream"));
     }
 }

@@ -21,6 +21,7 @@ pub(super) struct Scripts {
     pub(super) gift: Script,
     pub(super) refund: Script,
     pub(super) milestone: Script,
+    pub(super) alert: Script,
     pub(super) snapshot: Script,
     seq_floor: Script,
 }
@@ -53,6 +54,7 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     gift: script(include_str!("scripts/gift.lua")),
     refund: script(include_str!("scripts/refund.lua")),
     milestone: script(include_str!("scripts/milestone.lua")),
+    alert: script(include_str!("scripts/alert.lua")),
     snapshot: script(include_str!("scripts/snapshot.lua")),
     seq_floor: script(include_str!("scripts/seq_floor.lua")),
 });

@@ -7,7 +7,6 @@ use redis::aio::ConnectionLike;
 use serde::{Deserialize, Serialize};
 
 use super::CampaignKeys;
-use super::channel::Message;
 use super::scripts::{LOG_LENGTH, SCRIPTS};
 use crate::domain::{Money, Slug, public_name};
 
@@ -268,23 +267,26 @@ pub async fn pledge_failed<C: ConnectionLike>(
 /// A frame shown once and never logged nor replayed (a test alert).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
+    /// Unique per alert (the provider's event id): it is shown once.
+    pub key: String,
     pub stream: Slug,
     pub frame: String,
 }
 
-/// Announces an alert to a stream's sockets on every gateway.
+/// Announces an alert once to a stream's sockets on every gateway (`alert.lua`).
 pub async fn publish_alert<C: ConnectionLike>(
     conn: &mut C,
     keys: &CampaignKeys,
     alert: &Alert,
-) -> redis::RedisResult<()> {
-    let message = Message::Alert {
-        stream: alert.stream.as_str(),
-        frame: &alert.frame,
-    };
-    redis::cmd("PUBLISH")
+) -> redis::RedisResult<bool> {
+    let shown: i64 = SCRIPTS
+        .alert
+        .key(keys.announced())
+        .arg(&alert.key)
         .arg(keys.channel())
-        .arg(message.encode())
-        .query_async(conn)
-        .await
+        .arg(alert.stream.as_str())
+        .arg(&alert.frame)
+        .invoke_async(conn)
+        .await?;
+    Ok(shown == 1)
 }

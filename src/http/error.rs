@@ -137,6 +137,7 @@ impl From<crate::ledger::RebuildError> for ApiError {
             crate::ledger::RebuildError::Database(e) => ApiError::Database(e),
             crate::ledger::RebuildError::Redis(e) => ApiError::Redis(e),
             crate::ledger::RebuildError::UnknownCampaign(c) => ApiError::not_found("campaign", &c),
+            crate::ledger::RebuildError::Busy => ApiError::Unavailable("the live store"),
         }
     }
 }

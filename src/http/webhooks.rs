@@ -75,6 +75,7 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The event a signed body carries, or why it carries none.
 fn understand(body: &[u8]) -> Result<PaymentEvent, String> {
     let event: PaymentEvent = super::json::parse(body).map_err(|e| e.to_string())?;
+    let event = event.normalized();
     event.check().map_err(|invalid| invalid.to_string())?;
     Ok(event)
 }

@@ -79,7 +79,10 @@ pub async fn check_and_repair<C: ConnectionLike>(
     campaign: &Slug,
 ) -> Result<i64, RebuildError> {
     let id = campaign_id(db, campaign).await?;
-    let mut lock = CampaignLock::acquire(db, id).await?;
+    let Some(mut lock) = CampaignLock::try_acquire(db, id).await? else {
+        // A relay or a rebuild is on it: the next check looks again.
+        return Ok(0);
+    };
     let mut snap_tx = lock
         .conn()
         .begin_with("begin isolation level repeatable read, read only")
@@ -88,13 +91,21 @@ pub async fn check_and_repair<C: ConnectionLike>(
         return Err(RebuildError::UnknownCampaign(campaign.to_string()));
     };
     let k = keys.campaign(campaign);
-    let uncounted = uncounted(redis, &k, &waiting).await?;
-    let live = live_counters(redis, &k, &totals).await?;
-    let drift = drift_between(&expected_now(&totals, &uncounted), &live);
+    // Counters Redis lost entirely are rebuilt whole (seqs, pending pledges and all), not
+    // repaired.
+    let (drift, scope) = if rebuild::is_built(redis, &k).await? {
+        let uncounted = uncounted(redis, &k, &waiting).await?;
+        let live = live_counters(redis, &k, &totals).await?;
+        let drift = drift_between(&expected_now(&totals, &uncounted), &live);
+        (drift, Scope::Settled)
+    } else {
+        (1, Scope::Everything)
+    };
     if drift != 0 {
-        tracing::warn!(campaign = %campaign, drift, "live counters drifted from the ledger; repairing");
+        tracing::warn!(campaign = %campaign, drift, ?scope, "live counters differ from the ledger; rewriting them");
         let snap = rebuild::the_rest(&mut snap_tx, totals).await?;
-        rebuild::write_snapshot(&mut snap_tx, redis, keys, campaign, &snap, Scope::Settled).await?;
+        rebuild::write_snapshot(&mut snap_tx, redis, keys, campaign, &snap, scope).await?;
+        metrics::counter!("livefund_counter_repairs_total").increment(1);
     }
     snap_tx.commit().await?;
     lock.release().await?;
@@ -183,7 +194,66 @@ pub async fn run_drift_check<C: ConnectionLike + Clone + Send + 'static>(
     }
 }
 
+/// The running confirmed totals that milestones are decided from must equal the ledger's
+/// sums. Compared, and rewritten where they differ, under the campaign's row lock as
+/// settlement takes it; returns how many were wrong.
+pub async fn verify_running_totals(db: &PgPool, campaign: &Slug) -> sqlx::Result<u64> {
+    let mut tx = db.begin().await?;
+    let id: Option<i64> =
+        sqlx::query_scalar(r#"select id from campaigns where slug = $1 for no key update"#)
+            .bind(campaign.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(id) = id else { return Ok(0) };
+    let streams = sqlx::query(
+        r#"with sums as (
+               select s.id as stream_id,
+                      (coalesce((select sum(amount) from gifts g where g.stream_id = s.id), 0)
+                       - coalesce((select sum(r.amount) from refunds r join gifts g
+                                   on g.id = r.gift_id where g.stream_id = s.id), 0))::bigint
+                          as confirmed
+               from streams s where s.campaign_id = $1)
+           insert into stream_confirmed (stream_id, confirmed)
+           select sums.stream_id, sums.confirmed from sums
+           left join stream_confirmed t on t.stream_id = sums.stream_id
+           where coalesce(t.confirmed, 0) <> sums.confirmed
+           on conflict (stream_id) do update set confirmed = excluded.confirmed"#,
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let campaign_rows = sqlx::query(
+        r#"insert into campaign_confirmed (campaign_id, confirmed)
+           select $1, total from (
+               select coalesce(sum(t.confirmed), 0)::bigint as total from stream_confirmed t
+               join streams s on s.id = t.stream_id where s.campaign_id = $1) as sums
+           where total <> coalesce(
+               (select confirmed from campaign_confirmed where campaign_id = $1), 0)
+           on conflict (campaign_id) do update set confirmed = excluded.confirmed"#,
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    let fixed = streams + campaign_rows;
+    if fixed > 0 {
+        tracing::error!(campaign = %campaign, fixed, "running confirmed totals differed from the ledger; rewritten");
+    }
+    Ok(fixed)
+}
+
 async fn check_one<C: ConnectionLike>(db: &PgPool, redis: &mut C, keys: &Keys, campaign: &Slug) {
+    match verify_running_totals(db, campaign).await {
+        Ok(0) => {}
+        Ok(fixed) => {
+            metrics::counter!("livefund_running_totals_fixed_total").increment(fixed);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, campaign = %campaign, "could not verify running totals")
+        }
+    }
     let gauge = metrics::gauge!("livefund_counter_drift", "campaign" => campaign.to_string());
     let found = match drift_of(db, redis, keys, campaign).await {
         Ok(0) => Ok(0),

@@ -8,6 +8,7 @@ use sqlx::{Postgres, Transaction};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
+use super::lock::TXN_NAMESPACE;
 use super::plan::{CampaignFacts, ChargeFacts, GiftFacts, Known, PoolFacts, Progress};
 use crate::payments::{EventKind, PaymentEvent};
 
@@ -42,6 +43,41 @@ impl Txns {
     pub fn paid(&self) -> Vec<String> {
         self.payments.iter().chain(&self.named).cloned().collect()
     }
+}
+
+/// A provider transaction's key among the transaction locks (FNV-1a, folded to 32 bits: a
+/// collision only serializes two transactions, it never lets two batches in at once).
+fn txn_key(txn: &str) -> i32 {
+    let hash = txn.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    hash as i32
+}
+
+/// Locks, until the transaction ends, every provider transaction the events carry or
+/// name, in one order on every gateway: a payment and a refund naming it settle one after
+/// the other even when nothing else (no pledge row) is shared between them.
+pub async fn lock_txns(tx: &mut Tx<'_>, events: &[PaymentEvent]) -> sqlx::Result<()> {
+    let mut keys: Vec<i32> = events
+        .iter()
+        .flat_map(|e| [Some(e.provider_txn_id.as_str()), e.refunds_txn()])
+        .flatten()
+        .map(txn_key)
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        r#"select count(pg_advisory_xact_lock($1, k))
+           from (select unnest($2::int[]) as k order by k) as sorted"#,
+    )
+    .bind(TXN_NAMESPACE)
+    .bind(&keys)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// The pledges a batch touches, in id order: those its events name, and those whose gift
@@ -98,18 +134,27 @@ pub async fn campaigns(
     ids: &[i64],
     known: &mut Known,
 ) -> sqlx::Result<HashMap<i64, StreamRef>> {
-    let rows: Vec<(i64, bool, i64, i64)> = sqlx::query_as(
-        r#"select c.id, c.closed_at is not null, c.goal::bigint, coalesce(t.confirmed, 0)
-           from campaigns c left join campaign_confirmed t on t.campaign_id = c.id
-           where c.id = any($1) order by c.id for no key update of c"#,
+    let rows: Vec<(i64, bool, i64)> = sqlx::query_as(
+        r#"select id, closed_at is not null, goal::bigint from campaigns
+           where id = any($1) order by id for no key update"#,
     )
     .bind(ids)
     .fetch_all(&mut **tx)
     .await?;
-    for (id, closed, goal, confirmed) in rows {
+    // Read after the lock, in statements of their own: their snapshot then holds what the
+    // batch that held the lock before committed.
+    let confirmed: HashMap<i64, i64> = sqlx::query_as(
+        r#"select campaign_id, confirmed from campaign_confirmed where campaign_id = any($1)"#,
+    )
+    .bind(ids)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .collect();
+    for (id, closed, goal) in rows {
         let progress = Progress {
             goal: Some(goal),
-            confirmed,
+            confirmed: confirmed.get(&id).copied().unwrap_or(0),
             ..Progress::default()
         };
         known

@@ -3,13 +3,20 @@
 //! rebuild or a drift repair while it reads the ledger and rewrites Redis. A repair
 //! therefore never races an effect: an effect committed before the repair's snapshot is
 //! in it (and only announced afterwards), one committed after waits for the repair.
+//!
+//! A lock is only ever tried, never waited on inside PostgreSQL: a waiter holds no
+//! connection between tries, and a connection that may hold a lock is closed rather than
+//! returned to the pool unless the lock was released.
 
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres, Transaction};
+use std::time::Duration;
 
 /// The first key of livefund's advisory locks ("lf" and 1), so they never meet another
 /// application's (or sqlx's migration lock) in the same database.
 const NAMESPACE: i32 = 0x6c66_0001;
+/// The first key of the locks on provider transactions (see `load::lock_txns`).
+pub const TXN_NAMESPACE: i32 = 0x6c66_0002;
 
 /// The second key: the campaign id, folded into 32 bits (a collision only serializes
 /// two campaigns, it never lets two writers in at once).
@@ -29,29 +36,56 @@ pub async fn try_lock_in(
         .await
 }
 
+/// Why a campaign's lock was not had.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("the campaign is busy: its live counters are being rebuilt or relayed")]
+    Busy,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
 /// The campaign's lock, held on a connection of its own until [`CampaignLock::release`].
 /// Reads that must see everything committed before the lock was taken start their
 /// snapshot on [`CampaignLock::conn`] after it is held.
 pub struct CampaignLock {
     conn: PoolConnection<Postgres>,
     campaign_id: i64,
-    released: bool,
 }
 
 impl CampaignLock {
-    /// Waits for the campaign's lock.
-    pub async fn acquire(db: &PgPool, campaign_id: i64) -> sqlx::Result<CampaignLock> {
+    /// The campaign's lock if no one holds it now.
+    pub async fn try_acquire(db: &PgPool, campaign_id: i64) -> sqlx::Result<Option<CampaignLock>> {
         let mut conn = db.acquire().await?;
-        sqlx::query(r#"select pg_advisory_lock($1, $2)"#)
+        // From here until a release, the connection may hold the lock: dropped (an error,
+        // a cancelled request), it is closed, which releases the lock, never pooled.
+        conn.close_on_drop();
+        let held: bool = sqlx::query_scalar(r#"select pg_try_advisory_lock($1, $2)"#)
             .bind(NAMESPACE)
             .bind(key(campaign_id))
-            .execute(&mut *conn)
+            .fetch_one(&mut *conn)
             .await?;
-        Ok(CampaignLock {
-            conn,
-            campaign_id,
-            released: false,
-        })
+        Ok(held.then_some(CampaignLock { conn, campaign_id }))
+    }
+
+    /// The campaign's lock, tried again and again for at most `within`.
+    pub async fn acquire(
+        db: &PgPool,
+        campaign_id: i64,
+        within: Duration,
+    ) -> Result<CampaignLock, LockError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            if let Some(lock) = Self::try_acquire(db, campaign_id).await? {
+                return Ok(lock);
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(LockError::Busy);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
     }
 
     /// The connection holding the lock.
@@ -59,14 +93,14 @@ impl CampaignLock {
         &mut self.conn
     }
 
-    /// Releases the lock; the connection goes back to the pool.
+    /// Releases the lock; the connection is closed (it was marked so while it might hold
+    /// the lock), which costs a reconnect, not a leaked lock.
     pub async fn release(mut self) -> sqlx::Result<()> {
         let released: bool = sqlx::query_scalar(r#"select pg_advisory_unlock($1, $2)"#)
             .bind(NAMESPACE)
             .bind(key(self.campaign_id))
             .fetch_one(&mut *self.conn)
             .await?;
-        self.released = released;
         if !released {
             tracing::error!(
                 campaign_id = self.campaign_id,
@@ -74,15 +108,5 @@ impl CampaignLock {
             );
         }
         Ok(())
-    }
-}
-
-impl Drop for CampaignLock {
-    fn drop(&mut self) {
-        if !self.released {
-            // Not released (an error, or a task cancelled): the connection must not go
-            // back to the pool holding the lock. Closing it releases the lock.
-            self.conn.close_on_drop();
-        }
     }
 }

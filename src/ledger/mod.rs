@@ -21,7 +21,7 @@ mod stores;
 mod sums;
 mod write;
 
-pub use drift::{check_and_repair, drift_of, run_drift_check};
+pub use drift::{check_and_repair, drift_of, run_drift_check, verify_running_totals};
 pub use gifts::gift_txn;
 pub use handle::Ledger;
 pub use invalid::record_invalid;

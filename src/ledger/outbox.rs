@@ -30,25 +30,30 @@ pub enum LiveEffect {
 /// The streams a batch's effects may name, by id.
 pub type Streams = HashMap<i64, StreamRef>;
 
+/// Why effects could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// An effect names a stream the batch did not load: the batch is not committed, rather
+    /// than its effect lost.
+    #[error("a live effect names a stream the batch did not load: {0}")]
+    Unplaced(String),
+}
+
 /// Writes the plan's live effects, in the plan's order; returns how many.
 pub async fn enqueue(
     tx: &mut Transaction<'_, Postgres>,
     plan: &Plan,
     streams: &Streams,
-) -> sqlx::Result<usize> {
+) -> Result<usize, EnqueueError> {
     let mut campaigns = Vec::with_capacity(plan.effects.len());
     let mut effects = Vec::with_capacity(plan.effects.len());
     for effect in &plan.effects {
-        match live_effect(plan, effect, streams) {
-            Some((campaign, effect)) => {
-                campaigns.push(campaign);
-                effects.push(sqlx::types::Json(effect));
-            }
-            None => tracing::error!(
-                ?effect,
-                "a live effect names a stream the batch did not load"
-            ),
-        }
+        let (campaign, effect) = live_effect(plan, effect, streams)
+            .ok_or_else(|| EnqueueError::Unplaced(format!("{effect:?}")))?;
+        campaigns.push(campaign);
+        effects.push(sqlx::types::Json(effect));
     }
     if effects.is_empty() {
         return Ok(0);
@@ -179,6 +184,7 @@ fn test_alert(p: &PledgeRecord, event: &PaymentEvent, stream: Slug) -> Alert {
         "matched": 0, "test": true,
     });
     Alert {
+        key: event.event_id.clone(),
         stream,
         frame: frame.to_string(),
     }

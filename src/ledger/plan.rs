@@ -302,6 +302,14 @@ pub fn plan(events: &[PaymentEvent], known: &mut Known) -> Plan {
         let outcome = decide(event, known, &mut plan);
         plan.outcomes.push(outcome);
     }
+    // A refund parked and applied within this batch is answered with what it came to.
+    let late = std::mem::take(&mut plan.late_outcomes);
+    for (event_id, outcome) in late {
+        match events.iter().position(|e| e.event_id == event_id) {
+            Some(i) => plan.outcomes[i] = outcome,
+            None => plan.late_outcomes.push((event_id, outcome)),
+        }
+    }
     plan
 }
 

@@ -9,7 +9,7 @@ mod write;
 use redis::aio::ConnectionLike;
 use sqlx::{Connection, PgConnection, PgPool};
 
-use super::lock::CampaignLock;
+use super::lock::{CampaignLock, LockError};
 use super::sums::{LedgerCounters, LedgerTotals};
 use crate::counters::{self, CampaignKeys, Keys};
 use crate::domain::Slug;
@@ -26,7 +26,23 @@ pub enum RebuildError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
+    #[error("the campaign's live counters are being rebuilt elsewhere; try again")]
+    Busy,
 }
+
+impl From<LockError> for RebuildError {
+    fn from(e: LockError) -> Self {
+        match e {
+            LockError::Busy => RebuildError::Busy,
+            LockError::Database(e) => RebuildError::Database(e),
+        }
+    }
+}
+
+/// How long a rebuild or repair waits for the campaign's lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a reader waits for another's rebuild of a campaign it needs.
+const BUILT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What a rebuild rewrites.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +65,7 @@ pub async fn rebuild_campaign<C: ConnectionLike>(
     campaign: &Slug,
 ) -> Result<LedgerTotals, RebuildError> {
     let id = campaign_id(db, campaign).await?;
-    let mut lock = CampaignLock::acquire(db, id).await?;
+    let mut lock = CampaignLock::acquire(db, id, LOCK_WAIT).await?;
     let totals = rebuild_locked(lock.conn(), redis, keys, campaign, id, Scope::Everything).await?;
     lock.release().await?;
     Ok(totals)
@@ -63,15 +79,16 @@ pub async fn repair_campaign<C: ConnectionLike>(
     campaign: &Slug,
 ) -> Result<LedgerTotals, RebuildError> {
     let id = campaign_id(db, campaign).await?;
-    let mut lock = CampaignLock::acquire(db, id).await?;
+    let mut lock = CampaignLock::acquire(db, id, LOCK_WAIT).await?;
     let totals = rebuild_locked(lock.conn(), redis, keys, campaign, id, Scope::Settled).await?;
     lock.release().await?;
     Ok(totals)
 }
 
 /// Rebuilds a campaign's counters if they are missing (Redis was lost), so totals are
-/// never served from an empty store. Concurrent gateways rebuild once: the others wait
-/// for the campaign's lock, then find the counters built.
+/// never served from an empty store. Concurrent gateways rebuild once: the others find
+/// the lock taken, wait between tries without holding a connection, then find the
+/// counters built (or give up after a while: the caller answers 503).
 pub async fn ensure_built<C: ConnectionLike>(
     db: &PgPool,
     redis: &mut C,
@@ -83,15 +100,29 @@ pub async fn ensure_built<C: ConnectionLike>(
         return Ok(());
     }
     let id = campaign_id(db, campaign).await?;
-    let mut lock = CampaignLock::acquire(db, id).await?;
-    if !is_built(redis, &k).await? {
-        rebuild_locked(lock.conn(), redis, keys, campaign, id, Scope::Everything).await?;
+    let deadline = tokio::time::Instant::now() + BUILT_WAIT;
+    loop {
+        if let Some(mut lock) = CampaignLock::try_acquire(db, id).await? {
+            if !is_built(redis, &k).await? {
+                rebuild_locked(lock.conn(), redis, keys, campaign, id, Scope::Everything).await?;
+            }
+            lock.release().await?;
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(RebuildError::Busy);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if is_built(redis, &k).await? {
+            return Ok(());
+        }
     }
-    lock.release().await?;
-    Ok(())
 }
 
-async fn is_built<C: ConnectionLike>(redis: &mut C, k: &CampaignKeys) -> redis::RedisResult<bool> {
+pub(super) async fn is_built<C: ConnectionLike>(
+    redis: &mut C,
+    k: &CampaignKeys,
+) -> redis::RedisResult<bool> {
     redis::cmd("EXISTS").arg(k.built()).query_async(redis).await
 }
 

@@ -57,8 +57,9 @@ enum Pass {
     Empty,
     /// Effects were applied; there may be more.
     Progress,
-    /// Effects are pending, but other relays (or a rebuild) hold their campaigns.
-    Held,
+    /// Effects are pending that could not be applied now: other relays (or a rebuild)
+    /// hold their campaigns, or they wait (a refund before its gift), or Redis failed.
+    Waiting,
 }
 
 /// Applies the outbox until `stop`.
@@ -71,19 +72,16 @@ pub async fn run_relay(stores: Stores, wake: RelayWake, stop: CancellationToken)
             _ = tokio::time::sleep(wait) => {}
             _ = stop.cancelled() => return,
         }
-        wait = POLL;
         loop {
             match relay_pass(&db, &mut redis.clone(), &keys).await {
-                Ok(Pass::Progress) => continue,
-                Ok(Pass::Empty) => break,
-                Ok(Pass::Held) => {
-                    wait = RETRY;
+                Pass::Progress => wait = RETRY,
+                Pass::Empty => {
+                    wait = POLL;
                     break;
                 }
-                Err(e) => {
-                    metrics::counter!("livefund_relay_errors_total").increment(1);
-                    tracing::warn!(error = %e, "outbox relay pass failed; retrying");
-                    wait = POLL / 2;
+                Pass::Waiting => {
+                    // Back off while nothing moves, up to the poll interval.
+                    wait = (wait * 2).clamp(RETRY, POLL);
                     break;
                 }
             }
@@ -91,47 +89,65 @@ pub async fn run_relay(stores: Stores, wake: RelayWake, stop: CancellationToken)
     }
 }
 
-/// One pass: every campaign with pending effects that no one else is relaying.
-async fn relay_pass<C: ConnectionLike + Clone>(
-    db: &PgPool,
-    redis: &mut C,
-    keys: &Keys,
-) -> Result<Pass, RelayError> {
-    let pending: Vec<(i64, String)> = sqlx::query_as(
+/// One pass: every campaign with pending effects that no one else is relaying. A
+/// campaign that fails is logged and left for the next pass; the others go on.
+async fn relay_pass<C: ConnectionLike + Clone>(db: &PgPool, redis: &mut C, keys: &Keys) -> Pass {
+    let pending: Vec<(i64, String)> = match sqlx::query_as(
         r#"select c.id, c.slug::text from campaigns c
            where exists (select 1 from outbox o where o.campaign_id = c.id) order by c.id"#,
     )
     .fetch_all(db)
-    .await?;
+    .await
+    {
+        Ok(pending) => pending,
+        Err(e) => {
+            failed(&e, "the outbox");
+            return Pass::Waiting;
+        }
+    };
     if pending.is_empty() {
-        return Ok(Pass::Empty);
+        return Pass::Empty;
     }
-    let mut pass = Pass::Held;
+    let mut progress = false;
     for (id, slug) in pending {
         let Ok(campaign) = Slug::parse("campaign", &slug) else {
             continue;
         };
-        match relay_campaign(db, redis, keys, id, &campaign).await? {
-            Relayed::Held => {}
-            Relayed::Done => pass = Pass::Progress,
-            Relayed::NotBuilt => {
-                // Counted by the rebuild if it reads the effects' commits (it does: they
-                // are committed); announced by the next pass either way.
-                ensure_built(db, redis, keys, &campaign).await?;
-                pass = Pass::Progress;
+        match relay_campaign(db, redis, keys, id, &campaign).await {
+            Ok(Relayed::Applied(n)) => progress |= n > 0,
+            Ok(Relayed::Held) => {}
+            Ok(Relayed::NotBuilt) => {
+                // Counted by the rebuild, which reads the effects' commits; announced by
+                // the next pass.
+                match ensure_built(db, redis, keys, &campaign).await {
+                    Ok(()) => progress = true,
+                    Err(e) => failed(&e, campaign.as_str()),
+                }
             }
+            Err(e) => failed(&e, campaign.as_str()),
         }
     }
-    Ok(pass)
+    if progress {
+        Pass::Progress
+    } else {
+        Pass::Waiting
+    }
+}
+
+fn failed(e: &dyn std::fmt::Display, what: &str) {
+    metrics::counter!("livefund_relay_errors_total").increment(1);
+    tracing::warn!(error = %e, what, "outbox relay failed; retrying");
 }
 
 enum Relayed {
+    /// Applied this many effects.
+    Applied(usize),
     Held,
-    Done,
     NotBuilt,
 }
 
-/// Applies one campaign's pending effects, in order, under its lock.
+/// Applies one campaign's pending effects, in order, under its lock. An effect that
+/// cannot be read (written by another version) is logged and left, never dropped.
 async fn relay_campaign<C: ConnectionLike + Clone>(
     db: &PgPool,
     redis: &mut C,
@@ -143,13 +159,14 @@ async fn relay_campaign<C: ConnectionLike + Clone>(
     if !lock::try_lock_in(&mut tx, campaign_id).await? {
         return Ok(Relayed::Held);
     }
-    let rows: Vec<(i64, Json<LiveEffect>)> = sqlx::query_as(
+    let rows: Vec<(i64, Json<serde_json::Value>)> = sqlx::query_as(
         r#"select id, effect from outbox where campaign_id = $1 order by id limit $2"#,
     )
     .bind(campaign_id)
     .bind(BATCH)
     .fetch_all(&mut *tx)
     .await?;
+    let rows: Vec<(i64, LiveEffect)> = rows.into_iter().filter_map(readable).collect();
     let k = keys.campaign(campaign);
     let mut done = Vec::with_capacity(rows.len());
     let mut seqs: HashMap<String, i64> = HashMap::new();
@@ -178,8 +195,20 @@ async fn relay_campaign<C: ConnectionLike + Clone>(
     Ok(if not_built {
         Relayed::NotBuilt
     } else {
-        Relayed::Done
+        Relayed::Applied(done.len())
     })
+}
+
+/// An outbox row as an effect, or `None` (logged) when it cannot be read.
+fn readable((id, Json(value)): (i64, Json<serde_json::Value>)) -> Option<(i64, LiveEffect)> {
+    match serde_json::from_value(value) {
+        Ok(effect) => Some((id, effect)),
+        Err(e) => {
+            metrics::counter!("livefund_relay_unreadable_total").increment(1);
+            tracing::error!(outbox_id = id, error = %e, "an outbox effect cannot be read; left in place");
+            None
+        }
+    }
 }
 
 /// What applying one effect came to.

@@ -36,6 +36,10 @@ pub enum SettleError {
     Database(#[from] sqlx::Error),
     #[error("the live store could not be read: {0}")]
     LiveStore(String),
+    #[error("the ledger is inconsistent: {0}")]
+    Inconsistent(String),
+    #[error("the database did not answer in time")]
+    TimedOut,
 }
 
 impl SettleError {
@@ -45,11 +49,18 @@ impl SettleError {
     pub fn tied_to_events(&self) -> bool {
         match self {
             SettleError::Raced(_) => true,
-            SettleError::Database(e) => e
-                .as_database_error()
-                .and_then(|d| d.code())
-                .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
-            SettleError::LiveStore(_) => false,
+            // A conflict with other batches that outlived its retries is settled event by
+            // event, not taken for a database that is gone.
+            SettleError::Database(e) => {
+                e.as_database_error()
+                    .and_then(|d| d.code())
+                    .is_some_and(|code| {
+                        code.starts_with("22") || code.starts_with("23") || code.starts_with("40")
+                    })
+            }
+            SettleError::LiveStore(_) | SettleError::Inconsistent(_) | SettleError::TimedOut => {
+                false
+            }
         }
     }
 }
@@ -117,7 +128,7 @@ fn retryable(e: &SettleError) -> bool {
             .as_database_error()
             .and_then(|d| d.code())
             .is_some_and(|code| code == "40P01" || code == "40001"),
-        SettleError::LiveStore(_) => false,
+        SettleError::LiveStore(_) | SettleError::Inconsistent(_) | SettleError::TimedOut => false,
     }
 }
 
@@ -126,6 +137,7 @@ async fn settle_in(
     tx: &mut Transaction<'_, Postgres>,
     events: &[PaymentEvent],
 ) -> Result<(HashMap<String, Outcome>, usize), SettleError> {
+    load::lock_txns(tx, events).await?;
     let new: HashSet<String> = write::record_events(tx, events)
         .await?
         .into_iter()
@@ -143,7 +155,12 @@ async fn settle_in(
     records::exceptions(tx, &planned).await?;
     write::money(tx, &planned, &known).await?;
     records::write(tx, &fresh, &planned).await?;
-    let effects = outbox::enqueue(tx, &planned, &streams).await?;
+    let effects = outbox::enqueue(tx, &planned, &streams)
+        .await
+        .map_err(|e| match e {
+            outbox::EnqueueError::Database(e) => SettleError::Database(e),
+            outbox::EnqueueError::Unplaced(what) => SettleError::Inconsistent(what),
+        })?;
     let by_event = fresh
         .iter()
         .map(|e| e.event_id.clone())

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::invalid::{invalid_event_id, record_invalid};
 use super::plan::Outcome;
 use super::relay::RelayWake;
-use super::settle::{SettleError, settle_batch};
+use super::settle::{SettleError, Settled, settle_batch};
 use super::stores::Stores;
 use crate::payments::PaymentEvent;
 
@@ -28,6 +28,16 @@ const ENQUEUE_WAIT: Duration = Duration::from_millis(500);
 /// After a batch failed because the database is gone, the batches of the next moment are
 /// answered 503 at once; the first one after it tries the database again.
 const DOWN_FOR: Duration = Duration::from_millis(500);
+/// The longest a batch may take: past it (a database that hangs rather than refuses),
+/// its events are answered 503, and whatever it committed is a replay when delivered again.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Settles `events` in one transaction, within [`BATCH_TIMEOUT`].
+async fn settle_within(stores: &Stores, events: &[PaymentEvent]) -> Result<Settled, SettleError> {
+    tokio::time::timeout(BATCH_TIMEOUT, settle_batch(stores, events))
+        .await
+        .unwrap_or(Err(SettleError::TimedOut))
+}
 
 /// The ledger could not commit; the provider should deliver again.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -133,7 +143,7 @@ async fn settle_jobs(ledger: &Worker, jobs: &mut Vec<Job>) -> Health {
         return Health::Up;
     }
     let events: Vec<PaymentEvent> = jobs.iter().map(|j| j.event.clone()).collect();
-    match settle_batch(&ledger.stores, &events).await {
+    match settle_within(&ledger.stores, &events).await {
         Ok(settled) => {
             if settled.effects > 0 {
                 ledger.relay.wake();
@@ -165,7 +175,7 @@ async fn settle_alone(ledger: &Worker, jobs: &mut Vec<Job>) -> Health {
             let _ = job.reply.send(Err(Unavailable));
             continue;
         }
-        let answer = match settle_batch(&ledger.stores, std::slice::from_ref(&job.event)).await {
+        let answer = match settle_within(&ledger.stores, std::slice::from_ref(&job.event)).await {
             Ok(settled) => {
                 if settled.effects > 0 {
                     ledger.relay.wake();

@@ -26,7 +26,12 @@ fn col<'a, T, U>(rows: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
 }
 
 /// Records the events not seen before (outcome to be filled in) and returns their ids.
+/// Inserted in event id order, so two batches holding the same events (a provider's
+/// retries landing on two gateways) cannot deadlock on them.
 pub async fn record_events(tx: &mut Tx<'_>, events: &[PaymentEvent]) -> sqlx::Result<Vec<String>> {
+    let mut sorted: Vec<&PaymentEvent> = events.iter().collect();
+    sorted.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+    let events = &sorted[..];
     sqlx::query_scalar(
         r#"insert into payment_events
                (event_id, type, pledge_id, provider_txn_id, amount, currency, fee, occurred_at,

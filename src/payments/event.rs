@@ -90,6 +90,14 @@ impl PaymentEvent {
         Ok(())
     }
 
+    /// The event as settlement takes it: `refunded_txn_id` kept on refunds only, and an
+    /// empty one taken as absent (a provider omitting it).
+    pub fn normalized(mut self) -> Self {
+        let keep = self.kind == EventKind::RefundSucceeded;
+        self.refunded_txn_id = self.refunded_txn_id.filter(|t| keep && !t.is_empty());
+        self
+    }
+
     /// Whether this is a refund that names the payment it refunds.
     pub fn refunds_txn(&self) -> Option<&str> {
         match self.kind {
@@ -123,6 +131,24 @@ mod tests {
             ..e
         };
         assert_eq!(payment.refunds_txn(), None, "only refunds refund");
+    }
+
+    #[test]
+    fn an_empty_or_misplaced_refunded_txn_id_is_absent() {
+        let empty = PaymentEvent {
+            refunded_txn_id: Some(String::new()),
+            ..event()
+        };
+        assert_eq!(empty.normalized().refunded_txn_id, None);
+        let payment = PaymentEvent {
+            kind: EventKind::PaymentSucceeded,
+            ..event()
+        };
+        assert_eq!(payment.normalized().refunded_txn_id, None);
+        assert_eq!(
+            event().normalized().refunded_txn_id.as_deref(),
+            Some("pay_1")
+        );
     }
 
     #[test]

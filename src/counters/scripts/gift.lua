@@ -1,7 +1,8 @@
 -- Outbox effect of a gift committed to the ledger: counts it on its stream and campaign
 -- (confirmed, matched, gifts, donors, leaderboards) unless a rebuild from the ledger
--- counted it already, and announces it once: the `gift` event with the stream's next
--- seq, then the totals change. Everything that can fail is checked before the first write.
+-- counted it already, moves its pledge on to confirmed either way, and announces it once:
+-- the `gift` event with the stream's next seq, then the totals change. Everything that
+-- can fail is checked before the first write.
 --
 -- KEYS: 1 counted gift ids (set), 2 announced effects (set), 3 pledge hash,
 --       4 pending pledges (zset), 5 campaign totals, 6 stream totals, 7 campaign donors,
@@ -32,17 +33,20 @@ end
 local stream = ARGV[3]
 local seq = next_seq(KEYS[12], KEYS[13])
 
-if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
-  -- A pledge that expired or failed (or was never seen here) counts as pledged again.
-  local status = redis.call('HGET', KEYS[3], 'status')
-  if status ~= STATUS.pending and status ~= STATUS.confirmed and status ~= STATUS.refunded then
-    redis.call('HINCRBY', KEYS[5], 'pledged', amount)
-    redis.call('HINCRBY', KEYS[6], 'pledged', amount)
-  end
-  if redis.call('EXISTS', KEYS[3]) == 1 then
-    redis.call('HSET', KEYS[3], 'status', STATUS.confirmed)
-  end
-  redis.call('ZREM', KEYS[4], ARGV[2])
+-- The pledge moves on whoever counted the gift (a rebuild counts gifts, not pledges):
+-- paid, no longer pending. One that expired or failed left `pledged`, and is back in it.
+local status = redis.call('HGET', KEYS[3], 'status')
+local counted_now = redis.call('SADD', KEYS[1], ARGV[1]) == 1
+if status == STATUS.expired or status == STATUS.failed or (not status and counted_now) then
+  redis.call('HINCRBY', KEYS[5], 'pledged', amount)
+  redis.call('HINCRBY', KEYS[6], 'pledged', amount)
+end
+if status and status ~= STATUS.confirmed and status ~= STATUS.refunded then
+  redis.call('HSET', KEYS[3], 'status', STATUS.confirmed)
+end
+redis.call('ZREM', KEYS[4], ARGV[2])
+
+if counted_now then
   for _, totals in ipairs({KEYS[5], KEYS[6]}) do
     redis.call('HINCRBY', totals, 'confirmed', amount)
     redis.call('HINCRBY', totals, 'matched', matched)

@@ -44,9 +44,10 @@ if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
       redis.call('ZREM', top, ARGV[6])
     end
   end
-  if ARGV[7] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then
-    redis.call('HSET', KEYS[4], 'status', STATUS.refunded)
-  end
+end
+-- The pledge moves on whoever counted the refund.
+if ARGV[7] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('HSET', KEYS[4], 'status', STATUS.refunded)
 end
 
 redis.call('SADD', KEYS[2], announced)

@@ -40,12 +40,17 @@ pub async fn totals_and_waiting(
     let Some(totals) = ledger_totals_of(db, campaign_id).await? else {
         return Ok(None);
     };
-    let waiting: Vec<sqlx::types::Json<LiveEffect>> =
+    let waiting: Vec<sqlx::types::Json<serde_json::Value>> =
         sqlx::query_scalar(r#"select effect from outbox where campaign_id = $1 order by id"#)
             .bind(campaign_id)
             .fetch_all(&mut *db)
             .await?;
-    Ok(Some((totals, waiting.into_iter().map(|e| e.0).collect())))
+    // An effect that cannot be read is the relay's to report; here it is left out.
+    let waiting = waiting
+        .into_iter()
+        .filter_map(|e| serde_json::from_value(e.0).ok())
+        .collect();
+    Ok(Some((totals, waiting)))
 }
 
 /// Everything else a rebuild writes, from the same snapshot as `totals`.
