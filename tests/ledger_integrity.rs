@@ -490,3 +490,244 @@ async fn drift_repairs_racing_a_stream_of_gifts_leave_the_totals_exact(db: PgPoo
         "each announced once"
     );
 }
+
+/// A fund, and a campaign of it whose goal is `goal` (no sponsor), with one stream.
+async fn small_campaign(app: &TestApp, goal: i64) {
+    app.create_fund("fund").await;
+    let mut campaign = common::campaign_body("campaign", "fund");
+    campaign["goal"] = json!(goal);
+    campaign.as_object_mut().map(|c| c.remove("matching"));
+    let (status, body) = app.operator_post("/api/v1/campaigns", &campaign).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.create_stream("stream", "campaign").await;
+}
+
+/// The milestone frames of a stream's log, as `<scope> <percent>`.
+async fn logged_milestones(app: &TestApp, stream: &str) -> Vec<String> {
+    let key = keys(app)
+        .campaign(&slug("campaign"))
+        .stream_log(&slug(stream));
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut app.redis().await)
+        .await
+        .expect("xrange");
+    entries
+        .into_iter()
+        .filter_map(|(_, fields)| fields.into_iter().find(|(k, _)| k == "f"))
+        .map(|(_, frame)| serde_json::from_str::<Value>(&frame).expect("frame"))
+        .filter(|f| f["type"] == "milestone")
+        .map(|f| format!("{} {}", f["scope"].as_str().unwrap_or("?"), f["reached"]))
+        .collect()
+}
+
+#[sqlx::test]
+async fn two_gateways_settling_one_campaign_reach_each_milestone_once(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let other = app.another_gateway(db).await;
+    // 40 gifts of 250 reach the campaign's goal of 10,000 exactly.
+    small_campaign(&app, 10_000).await;
+    let mut pledges = Vec::new();
+    for _ in 0..40 {
+        pledges.push(app.pledged("stream", 250).await);
+    }
+    for (round, batch) in pledges.chunks(8).enumerate() {
+        let deliveries = batch.iter().enumerate().map(|(i, p)| {
+            let gateway = if i % 2 == 0 { &app } else { &other };
+            let event = payment_event("payment.succeeded", p, &format!("t{round}_{i}"), 250);
+            async move { gateway.webhook(&event).await }
+        });
+        for (status, reply) in futures_util::future::join_all(deliveries).await {
+            assert_eq!(
+                (status, reply["outcome"].clone()),
+                (StatusCode::OK, json!("gift"))
+            );
+        }
+    }
+    drained(&app).await;
+    let reached: Vec<i32> = sqlx::query_scalar(
+        "select reached from milestones where stream_id is null order by reached",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("milestones");
+    assert_eq!(reached, [25, 50, 75, 100], "the campaign reached its goal");
+    let campaign: Vec<String> = logged_milestones(&app, "stream")
+        .await
+        .into_iter()
+        .filter(|m| m.starts_with("campaign"))
+        .collect();
+    assert_eq!(
+        campaign,
+        ["campaign 25", "campaign 50", "campaign 75", "campaign 100"]
+    );
+    let confirmed: i64 = app.count("select confirmed from campaign_confirmed").await;
+    assert_eq!(confirmed, 10_000);
+}
+
+/// Advisory locks held in the test's database.
+async fn advisory_locks(app: &TestApp) -> i64 {
+    app.count(
+        "select count(*) from pg_locks l join pg_database d on d.oid = l.database \
+         where l.locktype = 'advisory' and d.datname = current_database()",
+    )
+    .await
+}
+
+#[sqlx::test]
+async fn readers_that_give_up_waiting_for_a_rebuild_leave_no_lock_behind(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.seed().await;
+    let pledge = app.pledged("stream", 5000).await;
+    eventually("the pledge written behind", || async {
+        app.count("select count(*) from pledges").await == 1
+    })
+    .await;
+    let held = CampaignLock::acquire(&app.db, campaign_id(&app).await, Duration::from_secs(5))
+        .await
+        .expect("lock");
+    lose_redis(&app).await;
+    // Readers wait for the counters (another holds the campaign's lock) and give up.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .expect("client");
+    let gives_up = (0..40).map(|_| impatient.get(app.url("/api/v1/campaigns/campaign")).send());
+    for answer in futures_util::future::join_all(gives_up).await {
+        assert!(answer.is_err(), "they time out waiting");
+    }
+    // Meanwhile the ledger takes payments: no connection is held by the waiters.
+    let pay = payment_event("payment.succeeded", &pledge, "t1", 5000);
+    assert_eq!(outcome(&app, &pay).await, "gift");
+    held.release().await.expect("release");
+    drained(&app).await;
+    let (stream, _) = app.totals("stream").await;
+    assert_eq!(stream["confirmed"], 5000, "rebuilt, counted once");
+    eventually("no advisory lock left", || async {
+        advisory_locks(&app).await == 0
+    })
+    .await;
+}
+
+#[sqlx::test]
+async fn a_drift_check_on_lost_counters_rebuilds_them_whole(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.seed().await;
+    let paid = app.pledged("stream", 5000).await;
+    app.pledged("stream", 700).await;
+    let mut overlay = Client::connect(&app.ws_url("stream", None)).await;
+    assert_eq!(overlay.next().await["type"], "snapshot");
+    let pay = payment_event("payment.succeeded", &paid, "t1", 5000);
+    assert_eq!(outcome(&app, &pay).await, "gift");
+    let seen = overlay.next_of("gift").await["seq"].as_u64().expect("seq");
+    drained(&app).await;
+    eventually("every pledge written behind", || async {
+        app.count("select count(*) from pledges").await == 2
+    })
+    .await;
+    lose_redis(&app).await;
+    let campaign = slug("campaign");
+    let mut redis = app.redis().await;
+    let found = ledger::check_and_repair(&app.db, &mut redis, &keys(&app), &campaign)
+        .await
+        .expect("check");
+    assert!(found > 0);
+    let seq: u64 = redis::cmd("GET")
+        .arg(keys(&app).campaign(&campaign).stream_seq(&slug("stream")))
+        .query_async(&mut redis)
+        .await
+        .expect("seq");
+    assert!(
+        seq > seen,
+        "seqs start above what clients saw ({seq} > {seen})"
+    );
+    let (stream, _) = app.totals("stream").await;
+    assert_eq!(
+        (stream["pledged"].clone(), stream["confirmed"].clone()),
+        (json!(5700), json!(5000)),
+        "the pending pledge is back in pledged"
+    );
+}
+
+#[sqlx::test]
+async fn a_payment_and_the_refund_naming_it_on_two_gateways_settle_in_turn(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let other = app.another_gateway(db).await;
+    app.seed().await;
+    for i in 0..20 {
+        // A payment for a pledge the service never saw: a charge, refunded at once.
+        let unknown = uuid::Uuid::new_v4().to_string();
+        let pay = payment_event("payment.succeeded", &unknown, &format!("w{i}"), 900);
+        let back = refund_of(&unknown, &format!("rw{i}"), &format!("w{i}"), 900);
+        let (a, b) = tokio::join!(app.webhook(&pay), other.webhook(&back));
+        assert_eq!(
+            (a.0, b.0),
+            (StatusCode::OK, StatusCode::OK),
+            "{} {}",
+            a.1,
+            b.1
+        );
+    }
+    assert_eq!(
+        app.count("select count(*) from payment_exceptions where resolved_at is null")
+            .await,
+        0,
+        "every refund found its payment, whichever came first"
+    );
+    assert_eq!(
+        app.count("select count(*) from exception_refunds").await,
+        20
+    );
+}
+
+#[sqlx::test]
+async fn an_event_the_database_refuses_on_its_own_is_recorded_and_the_rest_settle(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.seed().await;
+    // A database rule that refuses one event's data, as a constraint would.
+    for sql in [
+        "create function refuse_poison() returns trigger language plpgsql as $$ begin \
+           if new.event_id = 'evt_poison' then \
+             raise exception 'poisoned' using errcode = '22023'; \
+           end if; return new; end $$",
+        "create trigger refuse_poison before insert on payment_events \
+         for each row execute function refuse_poison()",
+    ] {
+        sqlx::query(sql).execute(&app.db).await.expect(sql);
+    }
+    let mut pledges = Vec::new();
+    for _ in 0..6 {
+        pledges.push(app.pledged("stream", 5000).await);
+    }
+    let mut poison = payment_event("payment.succeeded", &pledges[0], "t_poison", 5000);
+    poison["event_id"] = json!("evt_poison");
+    let good: Vec<Value> = pledges[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| payment_event("payment.succeeded", p, &format!("t{i}"), 5000))
+        .collect();
+    let (bad, fine) = tokio::join!(
+        app.webhook(&poison),
+        futures_util::future::join_all(good.iter().map(|e| app.webhook(e)))
+    );
+    assert_eq!(
+        (bad.0, bad.1["exception"].clone()),
+        (StatusCode::OK, json!("invalid_event")),
+        "answered, never retried for days"
+    );
+    for (status, reply) in fine {
+        assert_eq!(
+            (status, reply["outcome"].clone()),
+            (StatusCode::OK, json!("gift"))
+        );
+    }
+    let raw: Vec<u8> =
+        sqlx::query_scalar("select raw_body from payment_exceptions where kind = 'invalid_event'")
+            .fetch_one(&app.db)
+            .await
+            .expect("recorded");
+    let recorded: Value = serde_json::from_slice(&raw).expect("the body as signed");
+    assert_eq!(recorded["event_id"], "evt_poison");
+}

@@ -593,9 +593,10 @@ async fn a_milestone_is_announced_once_on_each_stream_with_its_own_seq() -> R {
 async fn a_gift_counted_by_a_rebuild_is_still_announced_once() -> R {
     let mut t = live().await;
     let s = slug(S);
+    let pid = t.pledge(S, 300, 90_000).await?;
     // A rebuild from the ledger counted the gift (its totals and its id) before its
     // effect ran.
-    let g = gift("gift-1", "p-1", &s, 300);
+    let g = gift("gift-1", &pid, &s, 300);
     let _: i64 = t.q(&["SADD", &t.keys.applied_gifts(), "gift-1"]).await?;
     let _: () = t
         .q(&["HSET", &t.keys.totals(), "confirmed", "300", "gifts", "1"])
@@ -603,11 +604,17 @@ async fn a_gift_counted_by_a_rebuild_is_still_announced_once() -> R {
     assert_eq!(t.gift(&g).await?, 1, "announced");
     assert_eq!(
         t.totals(S).await?[0],
-        [0, 300, 0, 0, 1],
+        [300, 300, 0, 0, 1],
         "not counted again"
     );
     assert_eq!(summary(&t.log(S).await?), "1 gift");
     assert_eq!(t.gift(&g).await?, 0, "and announced once");
+    assert_eq!(
+        t.status(&pid).await?.as_deref(),
+        Some("confirmed"),
+        "its pledge moved on"
+    );
+    assert!(t.pending().await?.is_empty(), "and will not expire");
     Ok(())
 }
 
@@ -876,5 +883,30 @@ async fn without_built_counters_every_hook_refuses_and_writes_nothing() -> R {
         .query_async(&mut t.conn)
         .await?;
     assert_eq!(keys, Vec::<String>::new(), "nothing was written");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_test_alert_is_shown_once() -> R {
+    let mut t = live().await;
+    let mut pubsub = t.client.get_async_pubsub().await?;
+    pubsub.subscribe(t.keys.channel()).await?;
+    let alert = counters::Alert {
+        key: "evt_test_1".into(),
+        stream: slug(S),
+        frame: r#"{"type":"gift","test":true}"#.into(),
+    };
+    assert!(counters::publish_alert(&mut t.conn, &t.keys, &alert).await?);
+    assert!(!counters::publish_alert(&mut t.conn, &t.keys, &alert).await?);
+    let mut messages = pubsub.into_on_message();
+    let first = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;
+    let first: String = first
+        .expect("a message")
+        .expect("subscribed")
+        .get_payload()?;
+    assert_eq!(first, format!("A {S} {}", alert.frame));
+    let again = tokio::time::timeout(Duration::from_millis(300), messages.next()).await;
+    assert!(again.is_err(), "no second alert");
+    assert!(t.log(S).await?.is_empty(), "never logged");
     Ok(())
 }

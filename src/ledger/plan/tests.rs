@@ -522,3 +522,15 @@ fn milestones_follow_the_gift_that_reaches_them_stream_first() {
     );
     assert_eq!(plan.confirmed_deltas().0[&7], 5000);
 }
+
+#[test]
+fn a_refund_parked_and_applied_in_one_batch_is_answered_as_applied() {
+    let mut k = known(&[pledge(1, 5000)], None);
+    let plan = plan(
+        &[refunded("e1", 1, "r1", 1000), paid("e2", 1, "t1", 5000)],
+        &mut k,
+    );
+    assert_eq!(codes(&plan), ["refund", "gift"]);
+    assert!(plan.late_outcomes.is_empty());
+    assert_eq!(resolved(&plan), [("e1", Resolution::Applied, "e2")]);
+}
