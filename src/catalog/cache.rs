@@ -75,9 +75,7 @@ impl CatalogCache {
         let Some(stream) = stream_by_slug(&self.db, slug).await? else {
             return Ok(None);
         };
-        let campaign_slug = Slug::parse("campaign", &stream.campaign_slug)
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        let Some(campaign) = campaign_by_slug(&self.db, &campaign_slug).await? else {
+        let Some(campaign) = campaign_by_slug(&self.db, &stream.campaign_slug).await? else {
             return Ok(None);
         };
         let designations: HashSet<String> = designations_of_fund(&self.db, campaign.fund_id)

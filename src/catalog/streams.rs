@@ -21,29 +21,18 @@ pub struct NewStream {
 pub struct Stream {
     pub id: i64,
     #[sqlx(try_from = "String")]
-    pub slug: StreamSlug,
+    pub slug: Slug,
     pub campaign_id: i64,
-    pub campaign_slug: String,
+    #[sqlx(try_from = "String")]
+    pub campaign_slug: Slug,
     pub streamer: String,
     pub goal: Option<i64>,
     pub created_at: DateTime<Utc>,
 }
 
-/// A slug read back from the database, where the domain check guarantees its form.
-#[derive(Debug, Clone)]
-pub struct StreamSlug(pub Slug);
-
-impl TryFrom<String> for StreamSlug {
-    type Error = crate::domain::Invalid;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Slug::parse("slug", &value).map(StreamSlug)
-    }
-}
-
 impl Stream {
     pub fn slug(&self) -> &Slug {
-        &self.slug.0
+        &self.slug
     }
 
     pub fn goal(&self) -> Option<Money> {

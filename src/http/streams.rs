@@ -155,6 +155,6 @@ async fn show(
     let stream = catalog::stream_by_slug(&state.db, &parsed)
         .await?
         .ok_or_else(not_found)?;
-    let campaign = find_campaign(&state, &stream.campaign_slug).await?;
+    let campaign = find_campaign(&state, stream.campaign_slug.as_str()).await?;
     Ok(axum::Json(stream_view(&state, &campaign, stream).await?))
 }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::lock::CampaignLock;
 use super::outbox::LiveEffect;
 use super::rebuild::{self, RebuildError, Scope, campaign_id, expected_now};
-use super::sums::{LedgerCounters, LedgerTotals, ledger_totals};
+use super::sums::{LedgerCounters, LedgerTotals, Named, ledger_totals};
 use crate::counters::{CampaignKeys, FIELDS, Keys};
 use crate::domain::Slug;
 
@@ -24,11 +24,8 @@ async fn live_counters<C: ConnectionLike>(
 ) -> redis::RedisResult<(LedgerCounters, Vec<LedgerCounters>)> {
     let mut pipe = redis::pipe();
     pipe.atomic().hmget(k.totals(), &FIELDS[..]);
-    for (slug, _, _) in &totals.streams {
-        let stream = Slug::parse("stream", slug).map_err(|e| {
-            redis::RedisError::from((redis::ErrorKind::Client, "bad slug", e.to_string()))
-        })?;
-        pipe.hmget(k.stream_totals(&stream), &FIELDS[..]);
+    for (stream, _, _) in &totals.streams {
+        pipe.hmget(k.stream_totals(stream), &FIELDS[..]);
     }
     let replies: Vec<Vec<Option<i64>>> = pipe.query_async(redis).await?;
     let mut all = replies.iter().map(|r| LedgerCounters::from_fields(r));
@@ -117,7 +114,7 @@ async fn uncounted<C: ConnectionLike>(
     redis: &mut C,
     k: &CampaignKeys,
     waiting: &[LiveEffect],
-) -> redis::RedisResult<Vec<(String, LedgerCounters)>> {
+) -> redis::RedisResult<Vec<(Slug, LedgerCounters)>> {
     let mut pipe = redis::pipe();
     let mut changes = Vec::new();
     for effect in waiting {
@@ -130,7 +127,7 @@ async fn uncounted<C: ConnectionLike>(
                     gifts: 1,
                     ..LedgerCounters::default()
                 };
-                changes.push((g.stream.to_string(), change));
+                changes.push((g.stream.clone(), change));
             }
             LiveEffect::Refund(r) => {
                 pipe.sismember(k.applied_refunds(), &r.refund_id);
@@ -140,7 +137,7 @@ async fn uncounted<C: ConnectionLike>(
                     matched: -r.match_reversed.minor_units(),
                     ..LedgerCounters::default()
                 };
-                changes.push((r.stream.to_string(), change));
+                changes.push((r.stream.clone(), change));
             }
             _ => {}
         }
@@ -174,8 +171,8 @@ pub async fn run_drift_check<C: ConnectionLike + Clone + Send + 'static>(
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        let open: Vec<String> = match sqlx::query_scalar(
-            r#"select slug::text from campaigns where closed_at is null order by id"#,
+        let open: Vec<Named> = match sqlx::query_as(
+            r#"select id, slug::text as slug from campaigns where closed_at is null order by id"#,
         )
         .fetch_all(&db)
         .await
@@ -186,10 +183,8 @@ pub async fn run_drift_check<C: ConnectionLike + Clone + Send + 'static>(
                 continue;
             }
         };
-        for slug in open {
-            if let Ok(campaign) = Slug::parse("campaign", &slug) {
-                check_one(&db, &mut redis.clone(), &keys, &campaign).await;
-            }
+        for campaign in open {
+            check_one(&db, &mut redis.clone(), &keys, &campaign.slug).await;
         }
     }
 }

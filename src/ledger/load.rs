@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::lock::TXN_NAMESPACE;
 use super::plan::{CampaignFacts, ChargeFacts, GiftFacts, Known, PoolFacts, Progress};
+use crate::domain::Slug;
 use crate::payments::{EventKind, PaymentEvent};
 
 type Tx<'a> = Transaction<'a, Postgres>;
@@ -122,7 +123,8 @@ pub async fn lock_pledges(tx: &mut Tx<'_>, ids: &[Uuid]) -> sqlx::Result<()> {
 pub struct StreamRef {
     pub id: i64,
     pub campaign_id: i64,
-    pub slug: String,
+    #[sqlx(try_from = "String")]
+    pub slug: Slug,
     goal: Option<i64>,
     confirmed: i64,
 }

@@ -73,7 +73,7 @@ pub async fn enqueue(
 
 /// The stream's slug.
 fn slug(streams: &Streams, id: i64) -> Option<Slug> {
-    Slug::parse("stream", &streams.get(&id)?.slug).ok()
+    Some(streams.get(&id)?.slug.clone())
 }
 
 fn live_effect(plan: &Plan, effect: &Effect, streams: &Streams) -> Option<(i64, LiveEffect)> {

@@ -195,28 +195,33 @@ async fn seed_seqs<C: ConnectionLike>(
     k: &CampaignKeys,
     campaign_id: i64,
 ) -> Result<(), RebuildError> {
-    let floors: Vec<(String, i64)> = sqlx::query_as(
-        r#"select s.slug::text,
+    let floors: Vec<Floor> = sqlx::query_as(
+        r#"select s.slug::text as stream,
                   greatest(coalesce(q.seq, 0),
                            (select count(*) from gifts g where g.stream_id = s.id)
                            + (select count(*) from refunds r join gifts g on g.id = r.gift_id
                               where g.stream_id = s.id)
                            + (select count(*) from milestones m
                               where m.campaign_id = s.campaign_id
-                                and (m.stream_id = s.id or m.stream_id is null)))::bigint
+                                and (m.stream_id = s.id or m.stream_id is null)))::bigint as floor
            from streams s left join stream_seqs q on q.stream_id = s.id
            where s.campaign_id = $1"#,
     )
     .bind(campaign_id)
     .fetch_all(&mut *db)
     .await?;
-    for (slug, floor) in floors {
-        let Ok(stream) = Slug::parse("stream", &slug) else {
-            continue;
-        };
+    for Floor { stream, floor } in floors {
         counters::raise_seq(redis, k, &stream, floor + SEQ_JUMP).await?;
     }
     Ok(())
+}
+
+/// The least seq a stream starts again at.
+#[derive(sqlx::FromRow)]
+struct Floor {
+    #[sqlx(try_from = "String")]
+    stream: Slug,
+    floor: i64,
 }
 
 /// Tells every gateway the totals changed, so sockets see the rebuilt numbers.
@@ -239,7 +244,7 @@ async fn publish_totals<C: ConnectionLike>(
 /// what the live counters must hold right now.
 pub(super) fn expected_now(
     totals: &LedgerTotals,
-    waiting: &[(String, LedgerCounters)],
+    waiting: &[(Slug, LedgerCounters)],
 ) -> (LedgerCounters, Vec<LedgerCounters>) {
     let mut campaign = totals.campaign;
     let mut streams: Vec<LedgerCounters> = totals.streams.iter().map(|(_, _, c)| *c).collect();

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::outbox::LiveEffect;
 use super::stores::Stores;
+use super::sums::Named;
 use super::{RebuildError, ensure_built, lock};
 use crate::counters::{self, Applied, CampaignKeys, Keys};
 use crate::domain::Slug;
@@ -92,8 +93,8 @@ pub async fn run_relay(stores: Stores, wake: RelayWake, stop: CancellationToken)
 /// One pass: every campaign with pending effects that no one else is relaying. A
 /// campaign that fails is logged and left for the next pass; the others go on.
 async fn relay_pass<C: ConnectionLike + Clone>(db: &PgPool, redis: &mut C, keys: &Keys) -> Pass {
-    let pending: Vec<(i64, String)> = match sqlx::query_as(
-        r#"select c.id, c.slug::text from campaigns c
+    let pending: Vec<Named> = match sqlx::query_as(
+        r#"select c.id, c.slug::text as slug from campaigns c
            where exists (select 1 from outbox o where o.campaign_id = c.id) order by c.id"#,
     )
     .fetch_all(db)
@@ -109,10 +110,7 @@ async fn relay_pass<C: ConnectionLike + Clone>(db: &PgPool, redis: &mut C, keys:
         return Pass::Empty;
     }
     let mut progress = false;
-    for (id, slug) in pending {
-        let Ok(campaign) = Slug::parse("campaign", &slug) else {
-            continue;
-        };
+    for Named { id, slug: campaign } in pending {
         match relay_campaign(db, redis, keys, id, &campaign).await {
             Ok(Relayed::Applied(n)) => progress |= n > 0,
             Ok(Relayed::Held) => {}

@@ -66,9 +66,18 @@ impl LedgerCounters {
     }
 }
 
+/// A campaign's or a stream's id and slug, as read from the database.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Named {
+    pub id: i64,
+    #[sqlx(try_from = "String")]
+    pub slug: Slug,
+}
+
 #[derive(sqlx::FromRow)]
 struct StreamRow {
-    slug: String,
+    #[sqlx(try_from = "String")]
+    slug: Slug,
     goal: Option<i64>,
     pledged: i64,
     confirmed: i64,
@@ -83,7 +92,7 @@ pub struct LedgerTotals {
     pub goal: i64,
     pub campaign: LedgerCounters,
     /// (stream slug, stream goal, counters), in stream id order.
-    pub streams: Vec<(String, Option<i64>, LedgerCounters)>,
+    pub streams: Vec<(Slug, Option<i64>, LedgerCounters)>,
 }
 
 /// Sums the ledger of `campaign`; `None` when there is no such campaign.

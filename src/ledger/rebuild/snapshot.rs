@@ -7,12 +7,13 @@ use sqlx::PgConnection;
 use super::super::outbox::LiveEffect;
 use super::super::pledge_rows;
 use super::super::sums::{LedgerTotals, ledger_totals_of};
-use crate::domain::PledgeRecord;
+use crate::domain::{PledgeRecord, Slug};
 
 /// A gift's net amount on the leaderboards.
 #[derive(sqlx::FromRow)]
 pub struct BoardRow {
-    pub stream: String,
+    #[sqlx(try_from = "String")]
+    pub stream: Slug,
     pub gift_id: String,
     pub pledge_id: String,
     pub anonymous: bool,
@@ -24,9 +25,8 @@ pub struct BoardRow {
 /// What the counters of one campaign must hold, read from one snapshot of the ledger.
 pub struct Snapshot {
     pub totals: LedgerTotals,
+    /// Every gift, with its net: the leaderboards, and the donors (those with a gift).
     pub boards: Vec<BoardRow>,
-    /// (stream, donor_ref, pledge id) of every gift: unique donors are those with a gift.
-    pub donors: Vec<(String, Option<String>, String)>,
     pub gift_ids: Vec<String>,
     pub refund_ids: Vec<String>,
     pub pending: Vec<PledgeRecord>,
@@ -66,10 +66,6 @@ pub async fn the_rest(db: &mut PgConnection, totals: LedgerTotals) -> sqlx::Resu
     .bind(id)
     .fetch_all(&mut *db)
     .await?;
-    let donors = boards
-        .iter()
-        .map(|b| (b.stream.clone(), b.donor_ref.clone(), b.pledge_id.clone()))
-        .collect();
     let gift_ids = boards.iter().map(|b| b.gift_id.clone()).collect();
     let refund_ids: Vec<String> =
         sqlx::query_scalar(r#"select id::text from refunds where campaign_id = $1"#)
@@ -80,7 +76,6 @@ pub async fn the_rest(db: &mut PgConnection, totals: LedgerTotals) -> sqlx::Resu
     Ok(Snapshot {
         totals,
         boards,
-        donors,
         gift_ids,
         refund_ids,
         pending,

@@ -17,7 +17,7 @@ pub fn pipeline(keys: &Keys, campaign: &Slug, snap: &Snapshot, scope: Scope) -> 
         .totals
         .streams
         .iter()
-        .filter_map(|(s, _, _)| Slug::parse("stream", s).ok())
+        .map(|(s, _, _)| s.clone())
         .collect();
     let mut pipe = redis::pipe();
     pipe.atomic();
@@ -84,12 +84,10 @@ fn totals(
 
 /// Unique donors are those with a settled gift, counted under the pledge script's key.
 fn donors(pipe: &mut redis::Pipeline, k: &CampaignKeys, snap: &Snapshot) {
-    for (stream, donor_ref, pledge_id) in &snap.donors {
-        if let Ok(s) = Slug::parse("stream", stream) {
-            let donor = donor_key(donor_ref.as_deref(), pledge_id);
-            pipe.pfadd(k.donors(), &donor).ignore();
-            pipe.pfadd(k.stream_donors(&s), &donor).ignore();
-        }
+    for b in &snap.boards {
+        let donor = donor_key(b.donor_ref.as_deref(), &b.pledge_id);
+        pipe.pfadd(k.donors(), &donor).ignore();
+        pipe.pfadd(k.stream_donors(&b.stream), &donor).ignore();
     }
 }
 
@@ -104,11 +102,9 @@ fn boards(pipe: &mut redis::Pipeline, k: &CampaignKeys, snap: &Snapshot) {
         );
         let name = public_name(b.anonymous, b.donor_name.as_deref()).unwrap_or_default();
         names.insert(key.clone(), name.to_owned());
-        if b.net > 0
-            && let Ok(s) = Slug::parse("stream", &b.stream)
-        {
+        if b.net > 0 {
             pipe.zincr(k.top(), &key, b.net).ignore();
-            pipe.zincr(k.stream_top(&s), &key, b.net).ignore();
+            pipe.zincr(k.stream_top(&b.stream), &key, b.net).ignore();
         }
     }
     if !names.is_empty() {
