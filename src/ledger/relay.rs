@@ -58,8 +58,10 @@ enum Pass {
     Empty,
     /// Effects were applied; there may be more.
     Progress,
-    /// Effects are pending that could not be applied now: other relays (or a rebuild)
-    /// hold their campaigns, or they wait (a refund before its gift), or Redis failed.
+    /// Effects are pending, but other relays (or a rebuild) hold their campaigns.
+    Held,
+    /// Effects are pending that could not be applied now: they wait (a refund before its
+    /// gift, an effect that cannot be read), or Redis failed.
     Waiting,
 }
 
@@ -78,6 +80,10 @@ pub async fn run_relay(stores: Stores, wake: RelayWake, stop: CancellationToken)
                 Pass::Progress => wait = RETRY,
                 Pass::Empty => {
                     wait = POLL;
+                    break;
+                }
+                Pass::Held => {
+                    wait = RETRY;
                     break;
                 }
                 Pass::Waiting => {
@@ -109,11 +115,11 @@ async fn relay_pass<C: ConnectionLike + Clone>(db: &PgPool, redis: &mut C, keys:
     if pending.is_empty() {
         return Pass::Empty;
     }
-    let mut progress = false;
+    let (mut progress, mut held) = (false, false);
     for Named { id, slug: campaign } in pending {
         match relay_campaign(db, redis, keys, id, &campaign).await {
             Ok(Relayed::Applied(n)) => progress |= n > 0,
-            Ok(Relayed::Held) => {}
+            Ok(Relayed::Held) => held = true,
             Ok(Relayed::NotBuilt) => {
                 // Counted by the rebuild, which reads the effects' commits; announced by
                 // the next pass.
@@ -127,6 +133,8 @@ async fn relay_pass<C: ConnectionLike + Clone>(db: &PgPool, redis: &mut C, keys:
     }
     if progress {
         Pass::Progress
+    } else if held {
+        Pass::Held
     } else {
         Pass::Waiting
     }
