@@ -7,22 +7,43 @@ mod common;
 
 use common::tempdir::TempDir;
 use common::{Options, TestApp, eventually, payment_event};
+use futures_util::StreamExt;
 use livefund::demo::services::LocalServices;
 use reqwest::StatusCode;
 use serde_json::Value;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The most a delivery may wait for its answer while the database is gone.
 const PROMPT: Duration = Duration::from_secs(3);
+/// How many deliveries are in flight at once, and how long each waits before it starts.
+const IN_FLIGHT: usize = 8;
+const PACE: Duration = Duration::from_millis(50);
+/// How many payments flow.
+const PAYMENTS: usize = 64;
 
-/// Delivers every event concurrently; returns each one's status and how long it took.
-async fn deliver_all(app: &TestApp, events: &[Value]) -> Vec<(StatusCode, Duration)> {
-    let deliveries = events.iter().map(|e| async move {
+/// Every answer the provider got: its status, how long it took, and whether the database
+/// was stopped when it was sent.
+type Answers = Arc<Mutex<Vec<(StatusCode, Duration)>>>;
+
+/// Delivers `event` as a provider does, again after every answer that is not 2xx, until
+/// one is (bounded).
+async fn deliver_until_settled(app: &TestApp, event: &Value, answers: &Answers) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // A steady stream, not one burst: the outage comes while it flows.
+    tokio::time::sleep(PACE).await;
+    loop {
         let started = Instant::now();
-        let (status, _) = app.webhook(e).await;
-        (status, started.elapsed())
-    });
-    futures_util::future::join_all(deliveries).await
+        let (status, _) = app.webhook(event).await;
+        if let Ok(mut seen) = answers.lock() {
+            seen.push((status, started.elapsed()));
+        }
+        if status == StatusCode::OK {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never settled: {event}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -40,7 +61,7 @@ async fn postgresql_stopped_under_webhooks_answers_503_at_once_and_loses_nothing
     let app = TestApp::spawn_with(db.clone(), options).await;
     app.seed().await;
     let mut events = Vec::new();
-    for i in 0..30 {
+    for i in 0..PAYMENTS {
         let pledge = app.pledged("stream", 1000).await;
         events.push(payment_event(
             "payment.succeeded",
@@ -50,56 +71,68 @@ async fn postgresql_stopped_under_webhooks_answers_503_at_once_and_loses_nothing
         ));
     }
     eventually("the pledges written behind", || async {
-        app.count("select count(*) from pledges").await == 30
+        app.count("select count(*) from pledges").await == PAYMENTS as i64
     })
     .await;
 
-    for (status, _) in deliver_all(&app, &events[..10]).await {
-        assert_eq!(status, StatusCode::OK);
-    }
-    services.stop_postgres().await.expect("stop PostgreSQL");
-    let refused = deliver_all(&app, &events[10..]).await;
-    for (status, took) in &refused {
-        assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(*took < PROMPT, "answered in {took:?}");
-    }
-    let (ready, _) = app.get("/readyz").await;
-    assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE);
+    let answers: Answers = Arc::default();
+    let provider = futures_util::stream::iter(&events)
+        .map(|e| deliver_until_settled(&app, e, &answers))
+        .buffer_unordered(IN_FLIGHT)
+        .collect::<Vec<()>>();
+    let outage = async {
+        eventually("some webhooks settled", || async {
+            answers.lock().map(|a| a.len() >= 10).unwrap_or(false)
+        })
+        .await;
+        services.stop_postgres().await.expect("stop PostgreSQL");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (ready, _) = app.get("/readyz").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        services
+            .start_postgres_again()
+            .await
+            .expect("start PostgreSQL");
+        ready
+    };
+    let (_, ready_while_down) = tokio::join!(provider, outage);
+    assert_eq!(ready_while_down, StatusCode::SERVICE_UNAVAILABLE);
 
-    services
-        .start_postgres_again()
-        .await
-        .expect("start PostgreSQL");
-    // The provider delivers again what was not acknowledged, and (being at least once)
-    // some of what was.
-    let mut pending: Vec<Value> = events[5..].to_vec();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !pending.is_empty() {
-        assert!(Instant::now() < deadline, "retries kept failing");
-        let answers = deliver_all(&app, &pending).await;
-        pending = pending
-            .into_iter()
-            .zip(answers)
-            .filter(|(_, (status, _))| *status != StatusCode::OK)
-            .map(|(event, _)| event)
-            .collect();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let answers = answers.lock().expect("answers").clone();
+    let refused: Vec<Duration> = answers
+        .iter()
+        .filter(|(status, _)| *status != StatusCode::OK)
+        .map(|(status, took)| {
+            assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE);
+            *took
+        })
+        .collect();
+    assert!(!refused.is_empty(), "deliveries met the outage");
+    for took in &refused {
+        assert!(*took < PROMPT, "a 503 took {took:?}");
     }
     let (ready, _) = app.get("/readyz").await;
     assert_eq!(ready, StatusCode::OK);
+    let payments = PAYMENTS as i64;
     assert_eq!(
         app.count("select count(*) from gifts").await,
-        30,
+        payments,
         "each once"
     );
-    assert_eq!(app.count("select count(*) from payment_events").await, 30);
+    assert_eq!(
+        app.count("select count(*) from payment_events").await,
+        payments
+    );
     eventually("the outbox applied", || async {
         app.count("select count(*) from outbox").await == 0
     })
     .await;
     let (stream, _) = app.totals("stream").await;
-    assert_eq!(stream["confirmed"], 30_000);
-    assert_eq!(stream["gifts"], 30);
+    let expected = (Value::from(payments * 1000), Value::from(payments));
+    assert_eq!(
+        (stream["confirmed"].clone(), stream["gifts"].clone()),
+        expected
+    );
     app.stop().await;
     db.close().await;
     services.stop().await.expect("stop the services");
