@@ -115,7 +115,7 @@ async fn migrate_then_serve_then_stop_on_sigterm(db: PgPool) {
         .expect("create fund");
     assert_eq!(created.status(), StatusCode::CREATED);
 
-    let status = running.stop_with(libc::SIGTERM, Duration::from_secs(10));
+    let status = running.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(10));
     assert!(status.success(), "graceful exit, got {status:?}");
     let printed = running.drain_output().join("\n");
     assert!(!printed.contains("binary-test-token"), "{printed}");

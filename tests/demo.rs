@@ -137,7 +137,7 @@ async fn demo_starts_everything_serves_the_seeded_campaign_and_stops_clean() {
         "the token is never printed"
     );
 
-    let status = running.stop_with(libc::SIGINT, Duration::from_secs(30));
+    let status = running.stop_with(nix::sys::signal::Signal::SIGINT, Duration::from_secs(30));
     assert!(
         status.success(),
         "the demo exits cleanly on Ctrl-C: {status:?}"

@@ -3,12 +3,11 @@
 
 mod common;
 
-use common::{Options, TestApp, code};
+use common::{Options, TestApp, code, eventually};
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 #[sqlx::test]
 async fn healthz_readyz_metrics_and_openapi(db: PgPool) {
@@ -86,18 +85,10 @@ async fn readyz_is_503_while_redis_is_down_and_recovers(db: PgPool) {
 
     let mut redis = start_redis(port);
     wait_for_redis(port).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, _) = app.get("/readyz").await;
-        if status == StatusCode::OK {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "readyz did not recover after Redis came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("readyz to recover after Redis came back", || async {
+        app.get("/readyz").await.0 == StatusCode::OK
+    })
+    .await;
     redis.kill().expect("kill redis");
     redis.wait().expect("reap redis");
 }
@@ -144,17 +135,14 @@ fn start_redis(port: u16) -> Child {
 
 async fn wait_for_redis(port: u16) {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("url");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(mut conn) = client.get_multiplexed_async_connection().await
-            && redis::cmd("PING")
+    eventually("redis-server to start", || async {
+        match client.get_multiplexed_async_connection().await {
+            Ok(mut conn) => redis::cmd("PING")
                 .query_async::<String>(&mut conn)
                 .await
-                .is_ok()
-        {
-            return;
+                .is_ok(),
+            Err(_) => false,
         }
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }

@@ -340,7 +340,7 @@ async fn a_gateway_killed_between_its_commit_and_redis_loses_no_alert(db: PgPool
         .expect("webhook");
     assert_eq!(answer.status(), StatusCode::OK, "committed");
     assert_eq!(app.count("select count(*) from outbox").await, 1);
-    let killed = gateway.stop_with(libc::SIGKILL, Duration::from_secs(10));
+    let killed = gateway.stop_with(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(10));
     assert!(!killed.success());
     held.release().await.expect("release");
 

@@ -9,6 +9,9 @@ use std::path::Path;
 
 use common::tempdir::TempDir;
 use livefund::demo::services::LocalServices;
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use sqlx::Connection;
 
 async fn check_answers(services: &LocalServices) {
@@ -86,11 +89,10 @@ async fn read_marks(services: &LocalServices) -> (String, String) {
 }
 
 fn process_exists(pid: u32) -> bool {
-    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+    let pid = i32::try_from(pid).expect("pid fits");
     assert!(pid > 0, "a real pid");
-    // SAFETY: signal 0 only checks whether the process exists.
-    let result = unsafe { libc::kill(pid, 0) };
-    result == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    // No signal: only checks whether the process exists.
+    kill(Pid::from_raw(pid), None) != Err(Errno::ESRCH)
 }
 
 /// Processes whose working folder lies inside `dir`: every PostgreSQL process (the server and
@@ -175,13 +177,8 @@ async fn restarts_after_the_servers_were_killed() {
     let (postgres, redis) = services.pids();
     // As if the machine lost power: no shutdown at all.
     for pid in [postgres, redis] {
-        // SAFETY: sending a signal has no memory effects; the pids are our own children.
-        unsafe {
-            libc::kill(
-                libc::pid_t::try_from(pid).expect("pid fits pid_t"),
-                libc::SIGKILL,
-            );
-        }
+        let pid = Pid::from_raw(i32::try_from(pid).expect("pid fits"));
+        kill(pid, Signal::SIGKILL).expect("kill our child");
     }
     services
         .stop()

@@ -9,7 +9,6 @@ use livefund::config::Limits;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use std::time::{Duration, Instant};
 
 /// Deletes every Redis key of this app's prefix: Redis "lost" for this deployment only.
 async fn lose_redis(app: &TestApp) {
@@ -92,18 +91,11 @@ async fn some_history(app: &TestApp) -> Vec<String> {
 }
 
 async fn until_settled(app: &TestApp, expected: (i64, i64, i64, i64)) -> (Value, Value) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let totals = app.totals("stream").await;
-        if settled(&totals.1) == expected {
-            return totals;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "totals {totals:?} never matched {expected:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(&format!("the totals to be {expected:?}"), || async {
+        settled(&app.totals("stream").await.1) == expected
+    })
+    .await;
+    app.totals("stream").await
 }
 
 #[sqlx::test]
@@ -241,28 +233,17 @@ async fn the_drift_check_repairs_a_tampered_counter(db: PgPool) {
         app.totals("stream").await.1["confirmed"],
         json!(sums.0 + 999)
     );
-    let mut saw_drift = false;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let metrics = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        saw_drift |= metrics.contains(r#"livefund_counter_drift{campaign="campaign"} 999"#);
-        if settled(&app.totals("stream").await.1) == sums && saw_drift {
-            break;
+    let saw_drift = std::sync::atomic::AtomicBool::new(false);
+    eventually("the drift seen and repaired", || async {
+        let (_, metrics) = app.get("/metrics").await;
+        let drift = r#"livefund_counter_drift{campaign="campaign"} 999"#;
+        if metrics.as_str().unwrap_or_default().contains(drift) {
+            saw_drift.store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        assert!(
-            Instant::now() < deadline,
-            "the drift was not seen and repaired (seen: {saw_drift})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        saw_drift.load(std::sync::atomic::Ordering::Relaxed)
+            && settled(&app.totals("stream").await.1) == sums
+    })
+    .await;
 }
 
 #[sqlx::test]

@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::{campaign_by_slug, designations_of_fund, stream_by_slug};
 use crate::counters::{CampaignKeys, Keys};
@@ -51,27 +51,43 @@ pub struct StreamInfo {
     pub campaign: Arc<CampaignInfo>,
 }
 
-/// Stream slug → its info, refreshed from PostgreSQL when older than [`FRESH_FOR`].
+/// Stream slug → its info, read again from PostgreSQL once older than [`FRESH_FOR`].
 pub struct CatalogCache {
     db: PgPool,
     keys: Keys,
-    entries: Mutex<HashMap<String, (Instant, Arc<StreamInfo>)>>,
+    entries: moka::future::Cache<Slug, Arc<StreamInfo>>,
 }
+
+/// The most streams kept.
+const CAPACITY: u64 = 100_000;
 
 impl CatalogCache {
     pub fn new(db: PgPool, keys: Keys) -> Self {
         Self {
             db,
             keys,
-            entries: Mutex::new(HashMap::new()),
+            entries: moka::future::Cache::builder()
+                .max_capacity(CAPACITY)
+                .time_to_live(FRESH_FOR)
+                .build(),
         }
     }
 
-    /// The stream named `slug`, or `None` when there is no such stream.
+    /// The stream named `slug`, or `None` when there is no such stream (not cached: a
+    /// stream created a moment later is found at once).
     pub async fn stream(&self, slug: &Slug) -> sqlx::Result<Option<Arc<StreamInfo>>> {
-        if let Some(hit) = self.fresh(slug.as_str()) {
+        if let Some(hit) = self.entries.get(slug).await {
             return Ok(Some(hit));
         }
+        let loaded = self.load(slug).await?;
+        if let Some(info) = &loaded {
+            self.entries.insert(slug.clone(), info.clone()).await;
+        }
+        Ok(loaded)
+    }
+
+    /// Reads the stream, its campaign and the fund's designations from PostgreSQL.
+    async fn load(&self, slug: &Slug) -> sqlx::Result<Option<Arc<StreamInfo>>> {
         let Some(stream) = stream_by_slug(&self.db, slug).await? else {
             return Ok(None);
         };
@@ -83,7 +99,7 @@ impl CatalogCache {
             .into_iter()
             .map(|d| d.code)
             .collect();
-        let info = Arc::new(StreamInfo {
+        Ok(Some(Arc::new(StreamInfo {
             id: stream.id,
             slug: slug.clone(),
             goal: stream.goal(),
@@ -102,16 +118,6 @@ impl CatalogCache {
                 },
                 stored: campaign,
             }),
-        });
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.insert(slug.to_string(), (Instant::now(), info.clone()));
-        }
-        Ok(Some(info))
-    }
-
-    fn fresh(&self, slug: &str) -> Option<Arc<StreamInfo>> {
-        let entries = self.entries.lock().ok()?;
-        let (at, info) = entries.get(slug)?;
-        (at.elapsed() < FRESH_FOR).then(|| info.clone())
+        })))
     }
 }

@@ -1,8 +1,9 @@
-//! Fixed-window rate limits: per IP for HTTP pledges, per socket for WebSocket messages.
+//! Rate limits: per IP for HTTP pledges (`governor`), and a small fixed window per socket
+//! for WebSocket messages.
 
-use std::collections::HashMap;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter as GovernorLimiter};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 /// The window every limit is counted over.
@@ -34,38 +35,37 @@ impl Window {
     }
 }
 
-/// Per-IP windows, shared by the HTTP handlers of one gateway.
+/// Per-IP limits on HTTP pledges, shared by the handlers of one gateway: `limit` per
+/// [`WINDOW`] as a steady rate with bursts of `limit` (GCRA).
 pub struct RateLimiter {
-    limit: u32,
-    windows: Mutex<HashMap<IpAddr, Window>>,
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
+
+/// Addresses remembered before the idle ones are forgotten, so the table stays as small
+/// as the traffic.
+const REMEMBERED: usize = 10_000;
 
 impl RateLimiter {
     /// `limit` events per [`WINDOW`] per IP; 0 disables the limit.
     pub fn new(limit: u32) -> Self {
+        let quota = NonZeroU32::new(limit).and_then(|burst| {
+            let per = WINDOW.checked_div(limit)?;
+            Some(Quota::with_period(per)?.allow_burst(burst))
+        });
         Self {
-            limit,
-            windows: Mutex::new(HashMap::new()),
+            limiter: quota.map(GovernorLimiter::keyed),
         }
     }
 
     /// Counts one event from `ip`; false when it is over the limit.
     pub fn allow(&self, ip: IpAddr) -> bool {
-        if self.limit == 0 {
-            return true;
-        }
-        let now = Instant::now();
-        let Ok(mut windows) = self.windows.lock() else {
+        let Some(limiter) = &self.limiter else {
             return true;
         };
-        // Forget idle addresses now and then, so the map stays as small as the traffic.
-        if windows.len() > 10_000 {
-            windows.retain(|_, w| now.duration_since(w.started) < WINDOW);
+        if limiter.len() > REMEMBERED {
+            limiter.retain_recent();
         }
-        windows
-            .entry(ip)
-            .or_insert_with(|| Window::new(now))
-            .allow(now, self.limit)
+        limiter.check_key(&ip).is_ok()
     }
 }
 

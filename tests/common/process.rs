@@ -1,5 +1,7 @@
 //! Running the real `livefund` binary: start it, find the URL it announces, signal it.
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -73,10 +75,9 @@ fn forward(stream: impl Read + Send + 'static, tx: mpsc::Sender<String>) {
 
 impl Running {
     /// Sends `signal` and waits (bounded) for the process to exit.
-    pub fn stop_with(&mut self, signal: i32, within: Duration) -> ExitStatus {
+    pub fn stop_with(&mut self, signal: Signal, within: Duration) -> ExitStatus {
         let pid = i32::try_from(self.child.id()).expect("pid fits");
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        unsafe { libc::kill(pid, signal) };
+        kill(Pid::from_raw(pid), signal).expect("signal our child");
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {

@@ -1,12 +1,13 @@
 //! Finding what the local servers need on this machine: the PostgreSQL and Redis executables,
 //! and the `postgres` account to run PostgreSQL as when this process runs as root.
 
+use nix::unistd::{User, geteuid};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{ServicesError, io_error};
+use super::ServicesError;
 
 /// Executables of the servers.
 pub(super) struct Binaries {
@@ -105,45 +106,23 @@ pub(super) struct Account {
 
 /// `None` when not root (run as the current user); the `postgres` account when root.
 pub(super) fn postgres_account() -> Result<Option<Account>, ServicesError> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !geteuid().is_root() {
         return Ok(None);
     }
-    let passwd = fs::read_to_string("/etc/passwd").map_err(io_error("read /etc/passwd"))?;
-    find_account(&passwd, "postgres")
-        .map(Some)
-        .ok_or(ServicesError::MissingPostgresUser)
-}
-
-/// Looks `name` up in the text of a passwd file (`name:password:uid:gid:...`).
-fn find_account(passwd: &str, name: &str) -> Option<Account> {
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        if fields.next()? != name {
-            return None;
-        }
-        let _password = fields.next()?;
-        let uid = fields.next()?.parse().ok()?;
-        let gid = fields.next()?.parse().ok()?;
-        Some(Account { uid, gid })
-    })
+    let user = User::from_name("postgres").map_err(|e| ServicesError::Io {
+        what: "look up the postgres user".into(),
+        source: e.into(),
+    })?;
+    let user = user.ok_or(ServicesError::MissingPostgresUser)?;
+    Ok(Some(Account {
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_an_account_in_passwd_text() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
-                      postgres:x:101:104:PostgreSQL administrator:/var/lib/postgresql:/bin/bash\n";
-        assert_eq!(
-            find_account(passwd, "postgres"),
-            Some(Account { uid: 101, gid: 104 })
-        );
-        assert_eq!(find_account(passwd, "post"), None);
-        assert_eq!(find_account("postgres:x:bad:1\n", "postgres"), None);
-    }
 
     #[test]
     fn orders_version_folders_highest_first() {

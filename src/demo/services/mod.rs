@@ -19,6 +19,7 @@ mod postgres;
 mod process;
 mod redis;
 
+use nix::sys::signal::Signal;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -170,7 +171,7 @@ impl LocalServices {
     /// Fast shutdown of PostgreSQL alone, keeping its data and port: an outage, ended by
     /// [`LocalServices::start_postgres_again`].
     pub async fn stop_postgres(&mut self) -> Result<(), ServicesError> {
-        shut_down(self.postgres.take(), libc::SIGINT, "PostgreSQL").await
+        shut_down(self.postgres.take(), Signal::SIGINT, "PostgreSQL").await
     }
 
     /// Starts PostgreSQL again after [`LocalServices::stop_postgres`], on the same port.
@@ -186,8 +187,8 @@ impl LocalServices {
         let postgres = self.postgres.take();
         let redis = self.redis.take();
         let (postgres, redis) = tokio::join!(
-            shut_down(postgres, libc::SIGINT, "PostgreSQL"),
-            shut_down(redis, libc::SIGTERM, "Redis"),
+            shut_down(postgres, Signal::SIGINT, "PostgreSQL"),
+            shut_down(redis, Signal::SIGTERM, "Redis"),
         );
         postgres.and(redis)
     }
@@ -197,8 +198,8 @@ impl Drop for LocalServices {
     fn drop(&mut self) {
         let mut children: Vec<Child> = Vec::new();
         for (child, signal) in [
-            (self.postgres.take(), libc::SIGINT),
-            (self.redis.take(), libc::SIGTERM),
+            (self.postgres.take(), Signal::SIGINT),
+            (self.redis.take(), Signal::SIGTERM),
         ] {
             if let Some(mut child) = child {
                 if matches!(child.try_wait(), Ok(None)) {

@@ -2,6 +2,9 @@
 //! user can reach it, clearing stale pid files, starting the server, waiting until it answers and
 //! creating the application database.
 
+use nix::errno::Errno;
+use nix::sys::signal::kill;
+use nix::unistd::{AccessFlags, Pid, access};
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::io;
@@ -172,12 +175,8 @@ async fn check_access(
     // async-signal-safe, on a string allocated before the fork, and allocates nothing.
     unsafe {
         command.pre_exec(move || {
-            let mode = libc::R_OK | libc::W_OK | libc::X_OK;
-            if libc::access(c_path.as_ptr(), mode) == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
+            let mode = AccessFlags::R_OK | AccessFlags::W_OK | AccessFlags::X_OK;
+            access(c_path.as_c_str(), mode).map_err(io::Error::from)
         });
     }
     let result = tokio::task::spawn_blocking(move || command.status())
@@ -225,9 +224,8 @@ fn remove_stale_pid_file(pgdata: &Path) -> Result<(), ServicesError> {
 }
 
 fn process_alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    let result = unsafe { libc::kill(pid, 0) };
-    result == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    // No signal: only checks that the process exists (and may be signalled).
+    matches!(kill(Pid::from_raw(pid), None), Ok(()) | Err(Errno::EPERM))
 }
 
 async fn postgres_ping(url: &str) -> Result<(), String> {

@@ -2,6 +2,10 @@
 //! parent module documentation), waiting for readiness, signalling and stopping them, ports and
 //! log tails.
 
+use nix::errno::Errno;
+use nix::sys::prctl::set_pdeathsig;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Pid, getppid};
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -90,12 +94,10 @@ pub(super) fn child_command(
     // async-signal-safe, and allocates nothing.
     unsafe {
         command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            set_pdeathsig(Signal::SIGKILL)?;
             // If this process died before prctl, nobody would ever send the signal.
-            if libc::getppid() as u32 != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            if getppid().as_raw().unsigned_abs() != parent {
+                return Err(Errno::ESRCH.into());
             }
             Ok(())
         });
@@ -182,18 +184,17 @@ where
     }
 }
 
-pub(super) fn send_signal(pid: u32, signal: libc::c_int) {
-    // SAFETY: kill(2) has no memory effects; `pid` is our own unreaped child, so it cannot
-    // have been reused by another process.
-    unsafe {
-        libc::kill(pid as libc::pid_t, signal);
+pub(super) fn send_signal(pid: u32, signal: Signal) {
+    // `pid` is our own unreaped child, so it cannot have been reused by another process.
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = kill(Pid::from_raw(pid), signal);
     }
 }
 
 /// Signals `child` and waits for it to exit, killing it after the stop timeout.
 pub(super) async fn shut_down(
     child: Option<Child>,
-    signal: libc::c_int,
+    signal: Signal,
     service: &'static str,
 ) -> Result<(), ServicesError> {
     let Some(mut child) = child else {
@@ -210,7 +211,7 @@ pub(super) async fn shut_down(
         Ok(joined) => joined,
         Err(_) => {
             tracing::warn!(pid, "{service} did not stop in time, killing it");
-            send_signal(pid, libc::SIGKILL);
+            send_signal(pid, Signal::SIGKILL);
             waiter.await
         }
     };
