@@ -20,4 +20,4 @@ pub use settled::{
     donor_key, gift_settled, milestone_reached, pledge_failed, publish_alert, refund_settled,
 };
 pub use snapshot::{Snapshot, TopDonor, snapshot};
-pub use totals::{FIELDS, Totals, read_totals};
+pub use totals::{FIELDS, Totals, read_totals, short_reply};

@@ -99,15 +99,24 @@ pub async fn read_totals<C: ConnectionLike>(
         }
         pairs
     };
+    if replies.len() != streams.len() + 1 {
+        return Err(short_reply(replies.len(), streams.len() + 1));
+    }
     let mut replies = replies.into_iter();
-    let (counters, donors) = replies.next().unwrap_or_default();
-    let campaign = Counters::from_slice(&counters).into_totals(Some(campaign_goal), donors);
-    let per_stream = streams
-        .iter()
-        .map(|(_, goal)| {
-            let (counters, donors) = replies.next().unwrap_or_default();
-            Counters::from_slice(&counters).into_totals(*goal, donors)
-        })
-        .collect();
+    let mut next = |goal: Option<Money>| {
+        let (counters, donors) = replies.next().unwrap_or_default();
+        Counters::from_slice(&counters).into_totals(goal, donors)
+    };
+    let campaign = next(Some(campaign_goal));
+    let per_stream = streams.iter().map(|(_, goal)| next(*goal)).collect();
     Ok((campaign, per_stream))
+}
+
+/// A pipeline answered fewer replies than it was sent commands.
+pub fn short_reply(got: usize, wanted: usize) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "a pipeline answered fewer replies than it sent commands",
+        format!("{got} of {wanted}"),
+    ))
 }

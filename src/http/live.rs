@@ -42,6 +42,7 @@ pub struct LiveQuery {
         (status = 404, description = "No such stream", body = super::ErrorBody),
     )
 )]
+#[tracing::instrument(name = "live_socket", skip_all, fields(stream = %stream))]
 async fn upgrade(
     State(state): State<AppState>,
     Path(stream): Path<String>,

@@ -62,6 +62,7 @@ pub fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErro
         (status = 503, description = "unavailable", body = super::ErrorBody),
     )
 )]
+#[tracing::instrument(name = "pledge", skip_all, fields(peer = %peer))]
 async fn create(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -100,6 +101,7 @@ async fn create(
         (status = 404, description = "No such pledge", body = super::ErrorBody),
     )
 )]
+#[tracing::instrument(name = "read_pledge", skip_all, fields(pledge_id = %pledge_id))]
 async fn show(
     State(state): State<AppState>,
     Path(pledge_id): Path<String>,

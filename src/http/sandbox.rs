@@ -68,6 +68,7 @@ pub struct RefundRequest {
         (status = 503, description = "unavailable: the pledge could not be read", body = super::ErrorBody),
     )
 )]
+#[tracing::instrument(name = "sandbox_pay", skip_all, fields(pledge_id = %pledge_id))]
 async fn pay(
     State(state): State<AppState>,
     Path(pledge_id): Path<String>,
@@ -93,6 +94,7 @@ async fn pay(
         (status = 503, description = "unavailable: the pledge could not be read", body = super::ErrorBody),
     )
 )]
+#[tracing::instrument(name = "sandbox_fail", skip_all, fields(pledge_id = %pledge_id))]
 async fn fail(
     State(state): State<AppState>,
     Path(pledge_id): Path<String>,
@@ -121,6 +123,7 @@ async fn fail(
         (status = 503, description = "unavailable: the pledge could not be read", body = super::ErrorBody),
     )
 )]
+#[tracing::instrument(name = "sandbox_refund", skip_all, fields(pledge_id = %pledge_id))]
 async fn refund(
     State(state): State<AppState>,
     Path(pledge_id): Path<String>,

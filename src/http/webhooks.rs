@@ -45,6 +45,7 @@ pub struct Receipt {
         (status = 503, description = "unavailable: nothing committed, deliver again", body = super::ErrorBody),
     )
 )]
+#[tracing::instrument(name = "webhook", skip_all, fields(event_id, pledge_id, outcome))]
 async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -59,6 +60,9 @@ async fn receive(
         }
     };
     let event_id = event.event_id.clone();
+    let span = tracing::Span::current();
+    span.record("event_id", tracing::field::display(&event_id));
+    span.record("pledge_id", tracing::field::display(&event.pledge_id));
     let settled = tokio::time::timeout(SETTLE_TIMEOUT, state.ledger.settle(event, body)).await;
     let outcome = match settled {
         Ok(Ok(outcome)) => outcome,
@@ -81,6 +85,7 @@ fn understand(body: &[u8]) -> Result<PaymentEvent, String> {
 }
 
 fn receipt(event_id: String, outcome: &Outcome) -> axum::Json<Receipt> {
+    tracing::Span::current().record("outcome", outcome.word());
     metrics::counter!("livefund_webhooks_total", "outcome" => outcome.word()).increment(1);
     axum::Json(Receipt {
         received: true,

@@ -13,7 +13,7 @@ use super::lock::CampaignLock;
 use super::outbox::LiveEffect;
 use super::rebuild::{self, RebuildError, Scope, campaign_id, expected_now};
 use super::sums::{LedgerCounters, LedgerTotals, Named, ledger_totals};
-use crate::counters::{CampaignKeys, FIELDS, Keys};
+use crate::counters::{CampaignKeys, FIELDS, Keys, short_reply};
 use crate::domain::Slug;
 
 /// The live counters of the campaign and of each of `totals`' streams, in one read.
@@ -29,8 +29,11 @@ async fn live_counters<C: ConnectionLike>(
     }
     let replies: Vec<Vec<Option<i64>>> = pipe.query_async(redis).await?;
     let mut all = replies.iter().map(|r| LedgerCounters::from_fields(r));
-    let campaign = all.next().unwrap_or_default();
-    Ok((campaign, all.collect()))
+    let wanted = totals.streams.len() + 1;
+    match all.next() {
+        Some(campaign) if replies.len() == wanted => Ok((campaign, all.collect())),
+        _ => Err(short_reply(replies.len(), wanted)),
+    }
 }
 
 fn drift_between(

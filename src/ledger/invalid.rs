@@ -54,6 +54,7 @@ pub fn invalid_event_id(body: &[u8]) -> String {
 }
 
 /// Records `body` as an `invalid_event` exception for `reason`; returns its event id.
+#[tracing::instrument(skip_all)]
 pub async fn record_invalid(db: &PgPool, body: &[u8], reason: &str) -> sqlx::Result<String> {
     let event_id = invalid_event_id(body);
     let hints = Hints::of(body);

@@ -135,6 +135,7 @@ pub(super) async fn campaign_id(db: &PgPool, campaign: &Slug) -> Result<i64, Reb
 }
 
 /// Reads one snapshot of the ledger and writes it to Redis; the caller holds the lock.
+#[tracing::instrument(name = "rebuild", skip_all, fields(campaign = %campaign, ?scope))]
 async fn rebuild_locked<C: ConnectionLike>(
     conn: &mut PgConnection,
     redis: &mut C,

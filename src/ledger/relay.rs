@@ -154,6 +154,7 @@ enum Relayed {
 
 /// Applies one campaign's pending effects, in order, under its lock. An effect that
 /// cannot be read (written by another version) is logged and left, never dropped.
+#[tracing::instrument(name = "relay", skip_all, fields(campaign = %campaign))]
 async fn relay_campaign<C: ConnectionLike + Clone>(
     db: &PgPool,
     redis: &mut C,

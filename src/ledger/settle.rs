@@ -75,6 +75,7 @@ impl From<write::WriteError> for SettleError {
 }
 
 /// Settles `events` (in arrival order) in one transaction.
+#[tracing::instrument(name = "settle_batch", skip_all, fields(events = events.len()))]
 pub async fn settle_batch(
     stores: &Stores,
     events: &[PaymentEvent],
@@ -161,6 +162,9 @@ async fn settle_in(
             outbox::EnqueueError::Database(e) => SettleError::Database(e),
             outbox::EnqueueError::Unplaced(what) => SettleError::Inconsistent(what),
         })?;
+    for (e, outcome) in fresh.iter().zip(&planned.outcomes) {
+        tracing::debug!(event_id = %e.event_id, pledge_id = %e.pledge_id, outcome = outcome.word(), "settled");
+    }
     let by_event = fresh
         .iter()
         .map(|e| e.event_id.clone())
