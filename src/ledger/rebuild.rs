@@ -11,6 +11,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use super::lock::{CampaignLock, LockError};
 use super::sums::{LedgerCounters, LedgerTotals};
+use crate::counters::channel::Message;
 use crate::counters::{self, CampaignKeys, Keys};
 use crate::domain::Slug;
 
@@ -236,7 +237,10 @@ async fn publish_totals<C: ConnectionLike>(
     }
     let mut pipe = redis::pipe();
     for (stream, _, _) in &totals.streams {
-        pipe.publish(k.channel(), format!("T {stream}")).ignore();
+        let changed = Message::Totals {
+            stream: stream.as_str(),
+        };
+        pipe.publish(k.channel(), changed.encode()).ignore();
     }
     pipe.query_async(redis).await
 }

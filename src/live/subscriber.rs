@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Live;
+use crate::counters::channel::Message;
 
 /// What the hubs ask of the subscriber.
 pub enum Command {
@@ -111,10 +112,9 @@ pub async fn run_subscriber(
 /// Routes one message: `T <stream>` marks totals changed; `E <stream> <frame>` is an
 /// event frame, passed on as is; `A <stream> <frame>` is an alert never replayed.
 fn dispatch(live: &Live, campaign: &str, payload: String) {
-    let mut parts = payload.splitn(3, ' ');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some("T"), Some(_stream), None) => live.mark_dirty(campaign),
-        (Some("E"), Some(stream), Some(frame)) => {
+    match Message::decode(&payload) {
+        Some(Message::Totals { .. }) => live.mark_dirty(campaign),
+        Some(Message::Event { stream, frame }) => {
             let Some(hub) = live.hub(campaign, stream) else {
                 return;
             };
@@ -123,12 +123,12 @@ fn dispatch(live: &Live, campaign: &str, payload: String) {
                 Err(e) => tracing::warn!(error = %e, "live event without a seq"),
             }
         }
-        (Some("A"), Some(stream), Some(frame)) => {
+        Some(Message::Alert { stream, frame }) => {
             if let Some(hub) = live.hub(campaign, stream) {
                 hub.publish(frame.to_owned().into());
             }
         }
-        _ => tracing::warn!(payload, "unrecognised live message"),
+        None => tracing::warn!(payload, "unrecognised live message"),
     }
 }
 
