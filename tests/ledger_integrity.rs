@@ -55,8 +55,8 @@ fn slug(s: &str) -> Slug {
     Slug::parse("slug", s).expect("slug")
 }
 
-/// The gift frames of a stream's log, in order.
-async fn logged_gifts(app: &TestApp, stream: &str) -> Vec<Value> {
+/// The frames of `kind` in a stream's log, in order.
+async fn logged(app: &TestApp, stream: &str, kind: &str) -> Vec<Value> {
     let key = keys(app)
         .campaign(&slug("campaign"))
         .stream_log(&slug(stream));
@@ -71,8 +71,13 @@ async fn logged_gifts(app: &TestApp, stream: &str) -> Vec<Value> {
         .into_iter()
         .filter_map(|(_, fields)| fields.into_iter().find(|(k, _)| k == "f"))
         .map(|(_, frame)| serde_json::from_str::<Value>(&frame).expect("frame"))
-        .filter(|f| f["type"] == "gift")
+        .filter(|f| f["type"] == kind)
         .collect()
+}
+
+/// The gift frames of a stream's log, in order.
+async fn logged_gifts(app: &TestApp, stream: &str) -> Vec<Value> {
+    logged(app, stream, "gift").await
 }
 
 /// Deletes every key of the app's prefix: Redis lost everything.
@@ -506,21 +511,9 @@ async fn small_campaign(app: &TestApp, goal: i64) {
 
 /// The milestone frames of a stream's log, as `<scope> <percent>`.
 async fn logged_milestones(app: &TestApp, stream: &str) -> Vec<String> {
-    let key = keys(app)
-        .campaign(&slug("campaign"))
-        .stream_log(&slug(stream));
-    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(key)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut app.redis().await)
-        .await
-        .expect("xrange");
-    entries
-        .into_iter()
-        .filter_map(|(_, fields)| fields.into_iter().find(|(k, _)| k == "f"))
-        .map(|(_, frame)| serde_json::from_str::<Value>(&frame).expect("frame"))
-        .filter(|f| f["type"] == "milestone")
+    let milestones = logged(app, stream, "milestone").await;
+    milestones
+        .iter()
         .map(|f| format!("{} {}", f["scope"].as_str().unwrap_or("?"), f["reached"]))
         .collect()
 }

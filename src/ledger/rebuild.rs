@@ -65,11 +65,7 @@ pub async fn rebuild_campaign<C: ConnectionLike>(
     keys: &Keys,
     campaign: &Slug,
 ) -> Result<LedgerTotals, RebuildError> {
-    let id = campaign_id(db, campaign).await?;
-    let mut lock = CampaignLock::acquire(db, id, LOCK_WAIT).await?;
-    let totals = rebuild_locked(lock.conn(), redis, keys, campaign, id, Scope::Everything).await?;
-    lock.release().await?;
-    Ok(totals)
+    rebuild_with_lock(db, redis, keys, campaign, Scope::Everything).await
 }
 
 /// Rewrites what settlement counts of `campaign` from the ledger (a drift repair).
@@ -79,9 +75,20 @@ pub async fn repair_campaign<C: ConnectionLike>(
     keys: &Keys,
     campaign: &Slug,
 ) -> Result<LedgerTotals, RebuildError> {
+    rebuild_with_lock(db, redis, keys, campaign, Scope::Settled).await
+}
+
+/// Takes the campaign's lock (waiting for it a while), then rewrites `scope`.
+async fn rebuild_with_lock<C: ConnectionLike>(
+    db: &PgPool,
+    redis: &mut C,
+    keys: &Keys,
+    campaign: &Slug,
+    scope: Scope,
+) -> Result<LedgerTotals, RebuildError> {
     let id = campaign_id(db, campaign).await?;
     let mut lock = CampaignLock::acquire(db, id, LOCK_WAIT).await?;
-    let totals = rebuild_locked(lock.conn(), redis, keys, campaign, id, Scope::Settled).await?;
+    let totals = rebuild_locked(lock.conn(), redis, keys, campaign, id, scope).await?;
     lock.release().await?;
     Ok(totals)
 }

@@ -190,7 +190,9 @@ async fn load_known(
         .copied()
         .collect();
     let live = live_pledges(stores, &missing).await?;
-    write::pledges(tx, &live).await?;
+    // Known only to the live store (not yet written behind): written now, so every
+    // gift's pledge is in the ledger's database.
+    pledge_rows::upsert(tx, &live.iter().collect::<Vec<_>>()).await?;
     known.pledges.extend(live.into_iter().map(|p| (p.id, p)));
     load::lock_pledges(tx, &ids).await?;
     let mut campaigns: Vec<i64> = known.pledges.values().map(|p| p.campaign_id).collect();

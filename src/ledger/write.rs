@@ -6,7 +6,6 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::plan::{Known, Plan};
-use crate::domain::PledgeRecord;
 use crate::payments::PaymentEvent;
 
 type Tx<'a> = Transaction<'a, Postgres>;
@@ -54,43 +53,6 @@ pub async fn record_events(tx: &mut Tx<'_>, events: &[PaymentEvent]) -> sqlx::Re
     .bind(col(events, |e| e.refunded_txn_id.as_deref()))
     .fetch_all(&mut **tx)
     .await
-}
-
-/// Pledges known only to the live store (not yet written behind) are written now, in id
-/// order like the write-behind, so every gift's pledge is in the ledger's database.
-pub async fn pledges(tx: &mut Tx<'_>, pledges: &[PledgeRecord]) -> sqlx::Result<()> {
-    if pledges.is_empty() {
-        return Ok(());
-    }
-    let mut p: Vec<&PledgeRecord> = pledges.iter().collect();
-    p.sort_by_key(|p| p.id);
-    sqlx::query(
-        r#"insert into pledges (id, campaign_id, stream_id, amount, currency, designation,
-                                donor_name, anonymous, message, donor_ref, idempotency_key,
-                                status, created_at, expires_at)
-           select * from unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[],
-                                $6::text[], $7::text[], $8::bool[], $9::text[], $10::text[],
-                                $11::text[], $12::text[], $13::timestamptz[],
-                                $14::timestamptz[])
-           on conflict (id) do nothing"#,
-    )
-    .bind(col(&p, |p| p.id))
-    .bind(col(&p, |p| p.campaign_id))
-    .bind(col(&p, |p| p.stream_id))
-    .bind(col(&p, |p| p.amount.minor_units()))
-    .bind(col(&p, |p| p.currency.as_str()))
-    .bind(col(&p, |p| p.designation.as_deref()))
-    .bind(col(&p, |p| p.public_name()))
-    .bind(col(&p, |p| p.anonymous))
-    .bind(col(&p, |p| p.message.as_deref()))
-    .bind(col(&p, |p| p.donor_ref.as_deref()))
-    .bind(col(&p, |p| p.idempotency_key.as_deref()))
-    .bind(col(&p, |p| p.status.as_str()))
-    .bind(col(&p, |p| p.created_at))
-    .bind(col(&p, |p| p.expires_at))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// Writes the plan's money rows: gifts, refunds of gifts and of charges, matching.

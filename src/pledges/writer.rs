@@ -3,13 +3,13 @@
 //! never pass through here.
 
 use sqlx::PgPool;
-use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::domain::{PledgeRecord, PledgeStatus};
+use crate::ledger::pledge_rows;
 
 /// The most changes written in one transaction.
 const BATCH: usize = 1000;
@@ -120,19 +120,16 @@ async fn write_with_retries(db: &PgPool, batch: &mut Vec<PledgeChange>) {
 pub async fn write(db: &PgPool, batch: &[PledgeChange]) -> sqlx::Result<()> {
     let mut ordered: Vec<&PledgeChange> = batch.iter().collect();
     ordered.sort_by_key(|change| change.id());
-    // A retried pledge may be queued twice; one upsert may touch a row only once.
-    let mut seen = HashSet::new();
     let mut created: Vec<&PledgeRecord> = Vec::new();
     let mut moved: Vec<(Uuid, &'static str)> = Vec::new();
     for change in ordered {
         match change {
-            PledgeChange::Created(p) if seen.insert(p.id) => created.push(p.as_ref()),
-            PledgeChange::Created(_) => {}
+            PledgeChange::Created(p) => created.push(p.as_ref()),
             PledgeChange::Status { id, status } => moved.push((*id, status.as_str())),
         }
     }
     let mut tx = db.begin().await?;
-    insert(&mut tx, &created).await?;
+    pledge_rows::upsert(&mut tx, &created).await?;
     if !moved.is_empty() {
         let (ids, statuses): (Vec<Uuid>, Vec<&str>) = moved.into_iter().unzip();
         // Only forward: pending to expired or failed; never over a paid pledge.
@@ -148,49 +145,4 @@ pub async fn write(db: &PgPool, batch: &[PledgeChange]) -> sqlx::Result<()> {
         .await?;
     }
     tx.commit().await
-}
-
-fn col<'a, T, U>(rows: &'a [&'a T], f: impl Fn(&'a T) -> U) -> Vec<U> {
-    rows.iter().map(|r| f(r)).collect()
-}
-
-async fn insert(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    p: &[&PledgeRecord],
-) -> sqlx::Result<()> {
-    if p.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        r#"insert into pledges (id, campaign_id, stream_id, amount, currency, designation,
-                                donor_name, anonymous, message, donor_ref, idempotency_key,
-                                status, created_at, expires_at)
-           select * from unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[],
-                                $6::text[], $7::text[], $8::bool[], $9::text[], $10::text[],
-                                $11::text[], $12::text[], $13::timestamptz[],
-                                $14::timestamptz[])
-           on conflict (id) do update
-               -- Settlement may have written the pledge first; these are its own times
-               -- and key, as it was accepted.
-               set created_at = excluded.created_at,
-                   expires_at = excluded.expires_at,
-                   idempotency_key = excluded.idempotency_key"#,
-    )
-    .bind(col(p, |p| p.id))
-    .bind(col(p, |p| p.campaign_id))
-    .bind(col(p, |p| p.stream_id))
-    .bind(col(p, |p| p.amount.minor_units()))
-    .bind(col(p, |p| p.currency.as_str()))
-    .bind(col(p, |p| p.designation.as_deref()))
-    .bind(col(p, |p| p.public_name()))
-    .bind(col(p, |p| p.anonymous))
-    .bind(col(p, |p| p.message.as_deref()))
-    .bind(col(p, |p| p.donor_ref.as_deref()))
-    .bind(col(p, |p| p.idempotency_key.as_deref()))
-    .bind(col(p, |p| p.status.as_str()))
-    .bind(col(p, |p| p.created_at))
-    .bind(col(p, |p| p.expires_at))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
