@@ -79,13 +79,21 @@ impl Service {
             drained.clone(),
         ));
         let (stores, wake) = (&state.ledger.stores, state.ledger.relay_wake());
-        t.spawn(ledger::run_settler(
+        // The relay stops after the settler, so the effects of its last batches are
+        // relayed too.
+        let settled = CancellationToken::new();
+        let settler = ledger::run_settler(
             stores.clone(),
             wake.clone(),
             queues.settler,
             drained.clone(),
-        ));
-        t.spawn(ledger::run_relay(stores.clone(), wake, drained.clone()));
+        );
+        let settler_done = settled.clone();
+        t.spawn(async move {
+            settler.await;
+            settler_done.cancel();
+        });
+        t.spawn(ledger::run_relay(stores.clone(), wake, settled));
         t.spawn(live::run_subscriber(
             queues.redis_client,
             state.live.clone(),

@@ -562,6 +562,95 @@ async fn two_gateways_settling_one_campaign_reach_each_milestone_once(db: PgPool
     assert_eq!(confirmed, 10_000);
 }
 
+#[sqlx::test]
+async fn running_totals_that_differ_from_the_ledger_are_rewritten_and_only_then(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.seed().await;
+    let paid = app.pledged("stream", 1200).await;
+    let pay = payment_event("payment.succeeded", &paid, "t1", 1200);
+    assert_eq!(outcome(&app, &pay).await, "gift");
+    let campaign = slug("campaign");
+    let fixed = ledger::verify_running_totals(&app.db, &campaign)
+        .await
+        .expect("verify");
+    assert_eq!(fixed, 0, "totals settlement kept are right");
+    sqlx::query("update stream_confirmed set confirmed = 1")
+        .execute(&app.db)
+        .await
+        .expect("corrupt");
+    sqlx::query("delete from campaign_confirmed")
+        .execute(&app.db)
+        .await
+        .expect("corrupt");
+    let fixed = ledger::verify_running_totals(&app.db, &campaign)
+        .await
+        .expect("verify");
+    assert_eq!(fixed, 2, "the stream's and the campaign's");
+    let totals: i64 = app
+        .count(
+            "select ((select sum(confirmed) from stream_confirmed) \
+             + (select sum(confirmed) from campaign_confirmed))::bigint",
+        )
+        .await;
+    assert_eq!(totals, 2400);
+    let fixed = ledger::verify_running_totals(&app.db, &campaign)
+        .await
+        .expect("verify");
+    assert_eq!(fixed, 0);
+}
+
+#[sqlx::test]
+async fn a_pledge_the_live_store_garbled_is_delivered_again_not_made_an_exception(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.seed().await;
+    let garbled = app.pledged("stream", 800).await;
+    let fine = app.pledged("stream", 300).await;
+    eventually("both written behind", || async {
+        app.count("select count(*) from pledges").await == 2
+    })
+    .await;
+    // Known only to the live store, as before the write-behind, and unreadable there.
+    sqlx::query("delete from pledges where id = $1::uuid")
+        .bind(&garbled)
+        .execute(&app.db)
+        .await
+        .expect("delete");
+    let hash = keys(&app).campaign(&slug("campaign")).pledge(&garbled);
+    let mut redis = app.redis().await;
+    let _: () = redis::cmd("HSET")
+        .arg(&hash)
+        .arg("amount")
+        .arg("eight hundred")
+        .query_async(&mut redis)
+        .await
+        .expect("garble");
+    let bad = payment_event("payment.succeeded", &garbled, "tg", 800);
+    let good = payment_event("payment.succeeded", &fine, "tf", 300);
+    let ((bad_status, _), (good_status, good_reply)) =
+        tokio::join!(app.webhook(&bad), app.webhook(&good));
+    assert_eq!(
+        bad_status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "delivered again later"
+    );
+    assert_eq!(
+        (good_status, good_reply["outcome"].clone()),
+        (StatusCode::OK, json!("gift"))
+    );
+    assert_eq!(
+        app.count("select count(*) from payment_exceptions").await,
+        0
+    );
+    let _: () = redis::cmd("HSET")
+        .arg(&hash)
+        .arg("amount")
+        .arg("800")
+        .query_async(&mut redis)
+        .await
+        .expect("mend");
+    assert_eq!(outcome(&app, &bad).await, "gift", "settled once readable");
+}
+
 /// Advisory locks held in the test's database.
 async fn advisory_locks(app: &TestApp) -> i64 {
     app.count(

@@ -46,13 +46,17 @@ impl Txns {
     }
 }
 
-/// A provider transaction's key among the transaction locks (FNV-1a, folded to 32 bits: a
-/// collision only serializes two transactions, it never lets two batches in at once).
+/// How many locks provider transactions share. A batch holds at most this many, however
+/// large it is (the database's lock table is shared by every connection and small); two
+/// transactions in one bucket only settle one after the other, never at once.
+const TXN_BUCKETS: u32 = 128;
+
+/// A provider transaction's bucket among the transaction locks (FNV-1a).
 fn txn_key(txn: &str) -> i32 {
     let hash = txn.bytes().fold(0x811c_9dc5_u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });
-    hash as i32
+    (hash % TXN_BUCKETS) as i32
 }
 
 /// Locks, until the transaction ends, every provider transaction the events carry or
@@ -370,7 +374,8 @@ pub async fn parked(
             fee: p.fee,
             occurred_at: p.occurred_at,
             test: false,
-            refunded_txn_id: p.refunded_txn_id,
+            // An empty name is no name, as when the event first arrived.
+            refunded_txn_id: p.refunded_txn_id.filter(|txn| !txn.is_empty()),
         });
     }
     Ok(())

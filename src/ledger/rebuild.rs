@@ -3,6 +3,7 @@
 //! Each holds the campaign's lock while it reads the ledger and rewrites Redis, so no
 //! effect is applied in between (see `lock.rs`).
 
+mod flight;
 mod snapshot;
 mod write;
 
@@ -44,6 +45,10 @@ impl From<LockError> for RebuildError {
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long a reader waits for another's rebuild of a campaign it needs.
 const BUILT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often a waiting reader looks whether the counters were built.
+const BUILT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+/// How often it tries the campaign's lock itself (each try costs a connection).
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What a rebuild rewrites.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,9 +99,10 @@ async fn rebuild_with_lock<C: ConnectionLike>(
 }
 
 /// Rebuilds a campaign's counters if they are missing (Redis was lost), so totals are
-/// never served from an empty store. Concurrent gateways rebuild once: the others find
-/// the lock taken, wait between tries without holding a connection, then find the
-/// counters built (or give up after a while: the caller answers 503).
+/// never served from an empty store. Concurrent gateways rebuild once: within a process
+/// one request at a time tries the campaign's lock (now and then, without holding a
+/// connection between tries) while the others wait their turn; all of them watch Redis
+/// for the counters to be built, and give up after a while (the caller answers 503).
 pub async fn ensure_built<C: ConnectionLike>(
     db: &PgPool,
     redis: &mut C,
@@ -107,20 +113,31 @@ pub async fn ensure_built<C: ConnectionLike>(
     if is_built(redis, &k).await? {
         return Ok(());
     }
-    let id = campaign_id(db, campaign).await?;
     let deadline = tokio::time::Instant::now() + BUILT_WAIT;
+    let _turn = flight::turn(k.built(), deadline)
+        .await
+        .ok_or(RebuildError::Busy)?;
+    if is_built(redis, &k).await? {
+        return Ok(());
+    }
+    let id = campaign_id(db, campaign).await?;
+    let mut next_try = tokio::time::Instant::now();
     loop {
-        if let Some(mut lock) = CampaignLock::try_acquire(db, id).await? {
-            if !is_built(redis, &k).await? {
-                rebuild_locked(lock.conn(), redis, keys, campaign, id, Scope::Everything).await?;
+        if tokio::time::Instant::now() >= next_try {
+            if let Some(mut lock) = CampaignLock::try_acquire(db, id).await? {
+                if !is_built(redis, &k).await? {
+                    rebuild_locked(lock.conn(), redis, keys, campaign, id, Scope::Everything)
+                        .await?;
+                }
+                lock.release().await?;
+                return Ok(());
             }
-            lock.release().await?;
-            return Ok(());
+            next_try = tokio::time::Instant::now() + LOCK_RETRY;
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(RebuildError::Busy);
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(BUILT_POLL).await;
         if is_built(redis, &k).await? {
             return Ok(());
         }
@@ -185,6 +202,12 @@ pub(super) async fn write_snapshot<C: ConnectionLike>(
         let _: () = redis::cmd("SADD")
             .arg(keys.pending_campaigns())
             .arg(campaign.as_str())
+            .query_async(redis)
+            .await?;
+        // Last: until now, readers wait and effects stay in the outbox.
+        let _: () = redis::cmd("SET")
+            .arg(k.built())
+            .arg(1)
             .query_async(redis)
             .await?;
     }

@@ -29,6 +29,8 @@ const IN_FLIGHT: usize = 128;
 const POLL: Duration = Duration::from_secs(1);
 /// How soon it looks again when other relays hold every campaign with effects.
 const RETRY: Duration = Duration::from_millis(50);
+/// How long the relay goes on, once stopped, with what the settler committed last.
+const LAST_PASS: Duration = Duration::from_secs(2);
 
 /// Wakes the relay when a batch has committed effects.
 #[derive(Clone, Default)]
@@ -73,7 +75,16 @@ pub async fn run_relay(stores: Stores, wake: RelayWake, stop: CancellationToken)
         tokio::select! {
             _ = wake.0.notified() => {}
             _ = tokio::time::sleep(wait) => {}
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => {
+                // What the last batches committed, relayed now if it can be soon;
+                // whatever is left waits in the outbox for the next start.
+                let mut redis = redis.clone();
+                let last = async {
+                    while let Pass::Progress = relay_pass(&db, &mut redis, &keys).await {}
+                };
+                let _ = tokio::time::timeout(LAST_PASS, last).await;
+                return;
+            }
         }
         loop {
             match relay_pass(&db, &mut redis.clone(), &keys).await {

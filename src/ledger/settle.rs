@@ -18,6 +18,13 @@ use crate::payments::PaymentEvent;
 
 /// How often a batch that raced another settlement is tried again.
 const ATTEMPTS: u32 = 5;
+/// The longest pause before a batch that raced is tried again (the pause is random up to
+/// it, so two gateways that raced do not meet again at once).
+const RETRY_PAUSE_MS: u64 = 20;
+/// Bounds inside the database on one settling transaction: a lock held elsewhere or a
+/// statement that hangs ends it with an error (the batch is answered 503 and delivered
+/// again) well before the gateway's own deadline gives up on it.
+const TX_LIMITS: &str = "set local lock_timeout = '1500ms'; set local statement_timeout = '1900ms'";
 
 /// What a batch came to.
 pub struct Settled {
@@ -34,33 +41,45 @@ pub enum SettleError {
     Raced(&'static str),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    #[error("the live store could not be read: {0}")]
-    LiveStore(String),
+    #[error("the live store did not answer: {0}")]
+    LiveStoreDown(redis::RedisError),
+    #[error("a pledge in the live store could not be read: {0}")]
+    Unreadable(pledge_hash::Unreadable),
     #[error("the ledger is inconsistent: {0}")]
     Inconsistent(String),
     #[error("the database did not answer in time")]
     TimedOut,
 }
 
+/// What a failed batch calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// An event's own data breaks a constraint or a type: settled alone, an event that
+    /// still fails is recorded as an `invalid_event` exception.
+    Data,
+    /// Tied to some of the events but not their fault (they kept racing other gateways,
+    /// or what the ledger holds of their pledge cannot be read): settled alone, an event
+    /// that still fails is answered 503 on its own and delivered again.
+    Contended,
+    /// A store is gone or hangs: the whole batch is answered 503 at once.
+    Down,
+}
+
 impl SettleError {
-    /// Whether the error is tied to the events themselves (their data breaks a constraint
-    /// or a type, or they keep racing): settled one by one, the others go through. Any
-    /// other error (the database is gone) fails the whole batch at once.
-    pub fn tied_to_events(&self) -> bool {
+    /// What the failure calls for.
+    pub fn failure(&self) -> Failure {
         match self {
-            SettleError::Raced(_) => true,
-            // A conflict with other batches that outlived its retries is settled event by
-            // event, not taken for a database that is gone.
-            SettleError::Database(e) => {
-                e.as_database_error()
-                    .and_then(|d| d.code())
-                    .is_some_and(|code| {
-                        code.starts_with("22") || code.starts_with("23") || code.starts_with("40")
-                    })
+            SettleError::Raced(_) | SettleError::Unreadable(_) | SettleError::Inconsistent(_) => {
+                Failure::Contended
             }
-            SettleError::LiveStore(_) | SettleError::Inconsistent(_) | SettleError::TimedOut => {
-                false
-            }
+            SettleError::Database(e) => match e.as_database_error().and_then(|d| d.code()) {
+                Some(code) if code.starts_with("22") || code.starts_with("23") => Failure::Data,
+                // A conflict with other batches that outlived its retries.
+                Some(code) if code.starts_with("40") => Failure::Contended,
+                // Everything else, lock and statement timeouts among it, is the database's.
+                _ => Failure::Down,
+            },
+            SettleError::LiveStoreDown(_) | SettleError::TimedOut => Failure::Down,
         }
     }
 }
@@ -91,6 +110,7 @@ pub async fn settle_batch(
     loop {
         attempt += 1;
         let mut tx = stores.db.begin().await?;
+        sqlx::raw_sql(TX_LIMITS).execute(&mut *tx).await?;
         match settle_in(stores, &mut tx, &unique).await {
             Ok((by_event, effects)) => {
                 tx.commit().await?;
@@ -102,6 +122,8 @@ pub async fn settle_batch(
             Err(e) if retryable(&e) && attempt < ATTEMPTS => {
                 tracing::info!(error = %e, attempt, "settlement raced another gateway; retrying");
                 let _ = tx.rollback().await;
+                let pause = rand::random_range(1..=RETRY_PAUSE_MS * u64::from(attempt));
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
             }
             Err(e) => return Err(e),
         }
@@ -129,7 +151,7 @@ fn retryable(e: &SettleError) -> bool {
             .as_database_error()
             .and_then(|d| d.code())
             .is_some_and(|code| code == "40P01" || code == "40001"),
-        SettleError::LiveStore(_) | SettleError::Inconsistent(_) | SettleError::TimedOut => false,
+        _ => false,
     }
 }
 
@@ -192,7 +214,12 @@ async fn load_known(
     let live = live_pledges(stores, &missing).await?;
     // Known only to the live store (not yet written behind): written now, so every
     // gift's pledge is in the ledger's database.
-    pledge_rows::upsert(tx, &live.iter().collect::<Vec<_>>()).await?;
+    pledge_rows::upsert(
+        tx,
+        &live.iter().collect::<Vec<_>>(),
+        pledge_rows::OnStored::Keep,
+    )
+    .await?;
     known.pledges.extend(live.into_iter().map(|p| (p.id, p)));
     load::lock_pledges(tx, &ids).await?;
     let mut campaigns: Vec<i64> = known.pledges.values().map(|p| p.campaign_id).collect();
@@ -219,7 +246,10 @@ async fn live_pledges(stores: &Stores, ids: &[Uuid]) -> Result<Vec<PledgeRecord>
     for id in ids {
         let pledge = pledge_hash::find(&mut redis, &stores.keys, id)
             .await
-            .map_err(|e| SettleError::LiveStore(e.to_string()))?;
+            .map_err(|e| match e {
+                pledge_hash::ReadError::Redis(e) => SettleError::LiveStoreDown(e),
+                pledge_hash::ReadError::Unreadable(e) => SettleError::Unreadable(e),
+            })?;
         found.extend(pledge);
     }
     Ok(found)

@@ -4,8 +4,8 @@
 //!
 //! It fails fast: a full queue answers at once; a handler whose provider hung up is
 //! skipped; a batch that fails because the database is gone fails whole, at once. Only
-//! an error tied to the events' data makes it settle them one by one, and an event that
-//! fails alone that way is recorded as an `invalid_event` exception, never retried for ever.
+//! an error tied to some events makes it settle them one by one: an event whose own data
+//! fails alone is recorded as an `invalid_event` exception, never retried for ever.
 
 use axum::body::Bytes;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::invalid::{invalid_event_id, record_invalid};
 use super::plan::Outcome;
 use super::relay::RelayWake;
-use super::settle::{SettleError, Settled, settle_batch};
+use super::settle::{Failure, SettleError, Settled, settle_batch};
 use super::stores::Stores;
 use crate::payments::PaymentEvent;
 
@@ -153,7 +153,7 @@ async fn settle_jobs(ledger: &Worker, jobs: &mut Vec<Job>) -> Health {
             }
             Health::Up
         }
-        Err(e) if e.tied_to_events() => {
+        Err(e) if e.failure() != Failure::Down => {
             tracing::warn!(error = %e, events = jobs.len(), "settlement batch failed on its data; settling its events one by one");
             settle_alone(ledger, jobs).await
         }
@@ -166,8 +166,10 @@ async fn settle_jobs(ledger: &Worker, jobs: &mut Vec<Job>) -> Health {
 }
 
 /// Settles each event in its own transaction, so one bad event holds none of the others.
-/// An event whose own data fails is recorded as invalid; an error that is not the
-/// event's (the database went away) fails it and every event after it at once.
+/// An event whose own data fails is recorded as invalid; one that fails for another
+/// reason tied to it (it keeps racing, its pledge cannot be read) is answered 503 alone;
+/// an error that is no event's (the database went away) fails it and every event after
+/// it at once.
 async fn settle_alone(ledger: &Worker, jobs: &mut Vec<Job>) -> Health {
     let mut down = false;
     for job in jobs.drain(..) {
@@ -182,7 +184,11 @@ async fn settle_alone(ledger: &Worker, jobs: &mut Vec<Job>) -> Health {
                 }
                 settled.outcomes.into_iter().next().ok_or(Unavailable)
             }
-            Err(e) if e.tied_to_events() => record(ledger, &job, &e).await,
+            Err(e) if e.failure() == Failure::Data => record(ledger, &job, &e).await,
+            Err(e) if e.failure() == Failure::Contended => {
+                tracing::warn!(error = %e, event = %job.event.event_id, "an event could not settle now; the provider will deliver it again");
+                Err(Unavailable)
+            }
             Err(e) => {
                 tracing::error!(error = %e, event = %job.event.event_id, "settlement failed; nothing acknowledged");
                 down = true;

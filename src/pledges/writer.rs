@@ -129,7 +129,7 @@ pub async fn write(db: &PgPool, batch: &[PledgeChange]) -> sqlx::Result<()> {
         }
     }
     let mut tx = db.begin().await?;
-    pledge_rows::upsert(&mut tx, &created).await?;
+    pledge_rows::upsert(&mut tx, &created, pledge_rows::OnStored::Refresh).await?;
     if !moved.is_empty() {
         let (ids, statuses): (Vec<Uuid>, Vec<&str>) = moved.into_iter().unzip();
         // Only forward: pending to expired or failed; never over a paid pledge.

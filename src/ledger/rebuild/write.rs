@@ -1,5 +1,6 @@
 //! Writing a snapshot of the ledger into a campaign's live counters, as one atomic
-//! pipeline: what a rebuild (everything) or a repair (settled money only) rewrites.
+//! pipeline: what a rebuild (everything) or a repair (settled money only) rewrites. The
+//! campaign is marked built only once everything else is written (see `write_snapshot`).
 
 use std::collections::HashMap;
 
@@ -34,7 +35,6 @@ pub fn pipeline(keys: &Keys, campaign: &Slug, snap: &Snapshot, scope: Scope) -> 
     if scope == Scope::Everything {
         pending(&mut pipe, keys, &k, campaign, snap);
     }
-    pipe.set(k.built(), 1).ignore();
     pipe
 }
 
