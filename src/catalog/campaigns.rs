@@ -46,6 +46,9 @@ pub struct Campaign {
     pub slug: Slug,
     pub fund_id: i64,
     pub fund_slug: String,
+    /// The fund's name and the charity that runs it, as shown to donors.
+    pub fund_name: String,
+    pub charity: String,
     pub title: String,
     pub currency: Currency,
     pub goal: Money,
@@ -69,6 +72,8 @@ struct CampaignRow {
     slug: String,
     fund_id: i64,
     fund_slug: String,
+    fund_name: String,
+    charity: String,
     title: String,
     currency: String,
     goal: i64,
@@ -102,6 +107,8 @@ impl TryFrom<CampaignRow> for Campaign {
             slug: Slug::parse("slug", &row.slug).map_err(corrupt)?,
             fund_id: row.fund_id,
             fund_slug: row.fund_slug,
+            fund_name: row.fund_name,
+            charity: row.charity,
             title: row.title,
             currency: Currency::parse("currency", &row.currency).map_err(corrupt)?,
             goal: Money::from_stored(row.goal),
@@ -124,7 +131,8 @@ macro_rules! select_campaign {
     ($where:literal) => {
         concat!(
             r#"
-    select c.id, c.slug::text as slug, c.fund_id, f.slug::text as fund_slug, c.title,
+    select c.id, c.slug::text as slug, c.fund_id, f.slug::text as fund_slug,
+           f.name as fund_name, f.charity, c.title,
            c.currency::text as currency, c.goal::bigint as goal,
            c.min_amount::bigint as min_amount, c.max_amount::bigint as max_amount,
            c.starts_at, c.ends_at, c.created_at, c.closed_at,
@@ -183,6 +191,20 @@ pub async fn create_campaign(db: &PgPool, new: &NewCampaign) -> Result<Campaign,
         .await?;
     tx.commit().await?;
     Ok(row.try_into()?)
+}
+
+/// The most campaigns a public listing shows.
+pub const LISTED: i64 = 100;
+
+/// The campaigns not closed, newest first (at most [`LISTED`]).
+pub async fn open_campaigns(db: &PgPool) -> sqlx::Result<Vec<Campaign>> {
+    let rows: Vec<CampaignRow> = sqlx::query_as(select_campaign!(
+        "where c.closed_at is null order by c.created_at desc, c.id desc limit $1"
+    ))
+    .bind(LISTED)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter().map(Campaign::try_from).collect()
 }
 
 pub async fn campaign_by_slug(db: &PgPool, slug: &Slug) -> sqlx::Result<Option<Campaign>> {

@@ -7,7 +7,9 @@ mod funds;
 mod streams;
 
 pub use cache::{CampaignInfo, CatalogCache, StreamInfo};
-pub use campaigns::{Campaign, Matching, NewCampaign, campaign_by_slug, create_campaign};
+pub use campaigns::{
+    Campaign, LISTED, Matching, NewCampaign, campaign_by_slug, create_campaign, open_campaigns,
+};
 pub use funds::{Designation, Fund, NewDesignation, NewFund, create_fund, designations_of_fund};
 pub use streams::{
     ModerationKey, NewStream, Stream, create_stream, stream_by_slug, streams_of_campaign,

@@ -20,7 +20,7 @@ use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/campaigns", post(create))
+        .route("/api/v1/campaigns", post(create).get(list))
         .route("/api/v1/campaigns/{campaign}", get(show))
 }
 
@@ -113,6 +113,10 @@ pub struct CampaignView {
     slug: String,
     /// The fund's slug.
     fund: String,
+    /// The fund's name, as shown to donors.
+    fund_name: String,
+    /// The charity that runs the fund.
+    charity: String,
     title: String,
     #[schema(value_type = String, example = "CNY")]
     currency: Currency,
@@ -161,6 +165,8 @@ pub async fn campaign_view(
         status: campaign.status(Utc::now()),
         slug: campaign.slug.to_string(),
         fund: campaign.fund_slug,
+        fund_name: campaign.fund_name,
+        charity: campaign.charity,
         title: campaign.title,
         currency: campaign.currency,
         goal: campaign.goal,
@@ -232,4 +238,28 @@ async fn show(
     let campaign = find_campaign(&state, &slug).await?;
     let streams = catalog::streams_of_campaign(&state.db, campaign.id).await?;
     Ok(axum::Json(campaign_view(&state, campaign, streams).await?))
+}
+
+/// The campaigns anyone can give to or follow.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CampaignList {
+    campaigns: Vec<CampaignView>,
+}
+
+/// The campaigns not closed (scheduled, live or ended and awaiting close), newest first,
+/// at most 100, each with its streams and live totals.
+#[utoipa::path(
+    get, path = "/api/v1/campaigns", tag = "public",
+    responses(
+        (status = 200, description = "The open campaigns", body = CampaignList),
+        (status = 503, description = "unavailable", body = super::ErrorBody),
+    )
+)]
+async fn list(State(state): State<AppState>) -> Result<axum::Json<CampaignList>, ApiError> {
+    let mut campaigns = Vec::new();
+    for campaign in catalog::open_campaigns(&state.db).await? {
+        let streams = catalog::streams_of_campaign(&state.db, campaign.id).await?;
+        campaigns.push(campaign_view(&state, campaign, streams).await?);
+    }
+    Ok(axum::Json(CampaignList { campaigns }))
 }

@@ -1,4 +1,5 @@
-//! The HTTP API: one router per resource, merged here into the route table.
+//! The HTTP side: one router per resource of the API, and the pages, merged here into
+//! the route table.
 
 mod auth;
 mod campaigns;
@@ -8,6 +9,7 @@ mod health;
 mod json;
 mod live;
 mod openapi;
+mod pages;
 mod pledges;
 mod sandbox;
 mod streams;
@@ -36,7 +38,8 @@ pub fn router(state: AppState) -> Router {
         .merge(streams::router())
         .merge(pledges::router())
         .merge(live::router())
-        .merge(webhooks::router());
+        .merge(webhooks::router())
+        .merge(pages::router(&state));
     if state.config.sandbox_payments {
         routes = routes.merge(sandbox::router());
     }

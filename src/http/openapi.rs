@@ -30,7 +30,7 @@ async fn openapi() -> impl IntoResponse {
     paths(
         health::healthz, health::readyz, health::metrics, openapi,
         funds::create,
-        campaigns::create, campaigns::show,
+        campaigns::create, campaigns::show, campaigns::list,
         streams::create, streams::show,
         pledges::create, pledges::show, live::upgrade,
         webhooks::receive,

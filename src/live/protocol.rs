@@ -94,6 +94,9 @@ pub enum Reply<'a> {
         message: &'a str,
         #[serde(rename = "ref")]
         reference: Option<&'a str>,
+        /// The pledge field at fault, as in an HTTP error body.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        field: Option<&'a str>,
     },
     Pong,
 }

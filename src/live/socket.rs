@@ -281,6 +281,7 @@ impl<'p> Conversation<'p> {
                 code: "invalid_request",
                 message: "frames are JSON text",
                 reference: None,
+                field: None,
             };
             Some(refused.to_json())
         };
@@ -306,6 +307,7 @@ impl<'p> Conversation<'p> {
             code: "rate_limited",
             message: "too many messages: slow down",
             reference: reference.as_deref(),
+            field: None,
         };
         self.send(socket, reply.to_json().into())
             .await
@@ -323,6 +325,7 @@ impl<'p> Conversation<'p> {
                     code: "invalid_request",
                     message: &message,
                     reference: reference.as_deref(),
+                    field: None,
                 };
                 return Some(error.to_json());
             }
@@ -345,6 +348,7 @@ impl<'p> Conversation<'p> {
                 code: "invalid_request",
                 message: "stream: this socket pledges to its own stream only",
                 reference: Some(reference),
+                field: None,
             };
             return Some(error.to_json());
         }
@@ -362,6 +366,7 @@ impl<'p> Conversation<'p> {
                     code: e.code(),
                     message: &message,
                     reference: Some(reference),
+                    field: e.field(),
                 }
                 .to_json()
             }

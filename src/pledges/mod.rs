@@ -71,6 +71,17 @@ impl From<sqlx::Error> for PledgeError {
 }
 
 impl PledgeError {
+    /// The pledge field at fault, when the refusal names one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            PledgeError::Refused(Refusal::Invalid(invalid)) => Some(&invalid.field),
+            PledgeError::Refused(Refusal::AmountOutOfRange { .. }) => Some("amount"),
+            PledgeError::Refused(Refusal::CurrencyMismatch { .. }) => Some("currency"),
+            PledgeError::Refused(Refusal::UnknownDesignation(_)) => Some("designation"),
+            _ => None,
+        }
+    }
+
     /// The contract's error code.
     pub fn code(&self) -> &'static str {
         match self {
