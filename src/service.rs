@@ -90,8 +90,9 @@ impl Service {
         );
         let settler_done = settled.clone();
         t.spawn(async move {
+            // Cancelled however the settler ends, a panic included.
+            let _done = settler_done.drop_guard();
             settler.await;
-            settler_done.cancel();
         });
         t.spawn(ledger::run_relay(stores.clone(), wake, settled));
         t.spawn(live::run_subscriber(

@@ -568,6 +568,21 @@ async fn gift_for_an_expired_or_failed_pledge_counts_it_as_pledged_again() -> R 
 }
 
 #[tokio::test]
+async fn a_repair_that_counted_the_gift_leaves_its_expired_pledge_to_the_gift() -> R {
+    let mut t = live().await;
+    let s = slug(S);
+    let expired = t.pledge(S, 500, 1_000).await?;
+    assert_eq!(t.expire(1_000, 10).await?, std::slice::from_ref(&expired));
+    // A drift repair rewrote the settled counters (the gift among them) but left
+    // `pledged`, which the expiry took the pledge out of, as it was.
+    let _: i64 = t.q(&["SADD", &t.keys.applied_gifts(), "gift-1"]).await?;
+    t.gift(&gift("gift-1", &expired, &s, 500)).await?;
+    let pledged: Option<i64> = t.q(&["HGET", &t.keys.totals(), "pledged"]).await?;
+    assert_eq!(pledged, Some(500), "back in pledged once");
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_milestone_is_announced_once_on_each_stream_with_its_own_seq() -> R {
     let mut t = live().await;
     let a = slug("stream-a");

@@ -76,7 +76,8 @@ pub fn decode(id: Uuid, values: &HashMap<String, String>) -> Result<PledgeRecord
         campaign: Slug::parse("campaign", field("campaign")?).map_err(|_| bad("a bad campaign"))?,
         stream_id: number("stream_id")?,
         stream: Slug::parse("stream", field("stream")?).map_err(|_| bad("a bad stream"))?,
-        amount: Money::from_stored(number("amount")?),
+        amount: Money::positive("amount", number("amount")?)
+            .map_err(|_| bad("an amount that is not a positive amount"))?,
         currency: Currency::parse("currency", field("currency")?)
             .map_err(|_| bad("a bad currency"))?,
         status: PledgeStatus::parse(field("status")?).ok_or_else(|| bad("an unknown status"))?,

@@ -46,27 +46,42 @@ impl Txns {
     }
 }
 
-/// How many locks provider transactions share. A batch holds at most this many, however
-/// large it is (the database's lock table is shared by every connection and small); two
-/// transactions in one bucket only settle one after the other, never at once.
-const TXN_BUCKETS: u32 = 128;
-
-/// A provider transaction's bucket among the transaction locks (FNV-1a).
+/// A provider transaction's key among the transaction locks (FNV-1a, folded to 32 bits: a
+/// collision only serializes two transactions, it never lets two batches in at once).
 fn txn_key(txn: &str) -> i32 {
     let hash = txn.bytes().fold(0x811c_9dc5_u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });
-    (hash % TXN_BUCKETS) as i32
+    hash as i32
 }
 
-/// Locks, until the transaction ends, every provider transaction the events carry or
-/// name, in one order on every gateway: a payment and a refund naming it settle one after
-/// the other even when nothing else (no pledge row) is shared between them.
+/// Locks, until the transaction ends and in one order on every gateway, the provider
+/// transactions that no pledge row serializes: the payment a refund names, and a payment
+/// whose pledge has no row (yet). A payment and the refund naming it then settle one
+/// after the other even when they share no pledge; when they share one (the provider
+/// sends the refund with the payment's pledge id), its row lock does that already, so a
+/// batch holds few of these locks and batches on other pledges never wait on them.
 pub async fn lock_txns(tx: &mut Tx<'_>, events: &[PaymentEvent]) -> sqlx::Result<()> {
+    let pledges: Vec<Uuid> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::PaymentSucceeded)
+        .filter_map(|e| e.pledge_id.parse().ok())
+        .collect();
+    let stored: HashSet<Uuid> = sqlx::query_scalar(r#"select id from pledges where id = any($1)"#)
+        .bind(&pledges)
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .collect();
+    let unserialized = |e: &&PaymentEvent| {
+        e.kind == EventKind::PaymentSucceeded
+            && e.pledge_id.parse().map_or(true, |id| !stored.contains(&id))
+    };
     let mut keys: Vec<i32> = events
         .iter()
-        .flat_map(|e| [Some(e.provider_txn_id.as_str()), e.refunds_txn()])
-        .flatten()
+        .filter(unserialized)
+        .map(|e| e.provider_txn_id.as_str())
+        .chain(events.iter().filter_map(PaymentEvent::refunds_txn))
         .map(txn_key)
         .collect();
     keys.sort_unstable();

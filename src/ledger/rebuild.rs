@@ -204,16 +204,26 @@ pub(super) async fn write_snapshot<C: ConnectionLike>(
             .arg(campaign.as_str())
             .query_async(redis)
             .await?;
-        // Last: until now, readers wait and effects stay in the outbox.
-        let _: () = redis::cmd("SET")
-            .arg(k.built())
-            .arg(1)
-            .query_async(redis)
+        // Last: until now, readers wait and effects stay in the outbox. Not when the
+        // counters just written are gone again (Redis lost them meanwhile).
+        let _: i64 = redis::Script::new(MARK_BUILT)
+            .key(k.built())
+            .key(k.totals())
+            .invoke_async(redis)
             .await?;
     }
     publish_totals(redis, &k, &snap.totals).await?;
     Ok(())
 }
+
+/// Marks a campaign built (KEYS[1]) if its totals (KEYS[2]) are there.
+const MARK_BUILT: &str = r#"
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return 0
+end
+redis.call('SET', KEYS[1], 1)
+return 1
+"#;
 
 /// How far above its recorded high-water mark a stream's seq starts again after Redis
 /// lost it: past any event emitted but not yet recorded.

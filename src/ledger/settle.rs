@@ -45,6 +45,10 @@ pub enum SettleError {
     LiveStoreDown(redis::RedisError),
     #[error("a pledge in the live store could not be read: {0}")]
     Unreadable(pledge_hash::Unreadable),
+    /// Writing a pledge known only to the live store failed: when on its data, that is
+    /// the live store's record, not the event, at fault.
+    #[error("a pledge from the live store could not be written: {0}")]
+    LivePledge(sqlx::Error),
     #[error("the ledger is inconsistent: {0}")]
     Inconsistent(String),
     #[error("the database did not answer in time")]
@@ -58,11 +62,27 @@ pub enum Failure {
     /// still fails is recorded as an `invalid_event` exception.
     Data,
     /// Tied to some of the events but not their fault (they kept racing other gateways,
-    /// or what the ledger holds of their pledge cannot be read): settled alone, an event
+    /// or what the live store holds of their pledge is unusable): settled alone, an event
     /// that still fails is answered 503 on its own and delivered again.
     Contended,
-    /// A store is gone or hangs: the whole batch is answered 503 at once.
+    /// Other settlements held what the batch needed for longer than it may wait: the
+    /// batch is answered 503 and delivered again; the database is fine.
+    Busy,
+    /// A store is gone or hangs: the whole batch is answered 503 at once, and the next
+    /// moment's batches too.
     Down,
+}
+
+/// The SQLSTATE of a database error.
+fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .map(|code| code.into_owned())
+}
+
+/// Data exceptions (22) and integrity constraint violations (23).
+fn breaks_a_rule(e: &sqlx::Error) -> bool {
+    sqlstate(e).is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
 }
 
 impl SettleError {
@@ -72,13 +92,18 @@ impl SettleError {
             SettleError::Raced(_) | SettleError::Unreadable(_) | SettleError::Inconsistent(_) => {
                 Failure::Contended
             }
-            SettleError::Database(e) => match e.as_database_error().and_then(|d| d.code()) {
-                Some(code) if code.starts_with("22") || code.starts_with("23") => Failure::Data,
-                // A conflict with other batches that outlived its retries.
-                Some(code) if code.starts_with("40") => Failure::Contended,
-                // Everything else, lock and statement timeouts among it, is the database's.
-                _ => Failure::Down,
-            },
+            SettleError::Database(e) if breaks_a_rule(e) => Failure::Data,
+            SettleError::LivePledge(e) if breaks_a_rule(e) => Failure::Contended,
+            SettleError::Database(e) | SettleError::LivePledge(e) => {
+                match sqlstate(e).as_deref() {
+                    // A conflict with other batches that outlived its retries.
+                    Some(code) if code.starts_with("40") => Failure::Contended,
+                    // lock_not_available: the lock timeout.
+                    Some("55P03") => Failure::Busy,
+                    // Everything else, a statement timeout among it, is the database's.
+                    _ => Failure::Down,
+                }
+            }
             SettleError::LiveStoreDown(_) | SettleError::TimedOut => Failure::Down,
         }
     }
@@ -219,7 +244,8 @@ async fn load_known(
         &live.iter().collect::<Vec<_>>(),
         pledge_rows::OnStored::Keep,
     )
-    .await?;
+    .await
+    .map_err(SettleError::LivePledge)?;
     known.pledges.extend(live.into_iter().map(|p| (p.id, p)));
     load::lock_pledges(tx, &ids).await?;
     let mut campaigns: Vec<i64> = known.pledges.values().map(|p| p.campaign_id).collect();

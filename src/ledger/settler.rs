@@ -153,6 +153,11 @@ async fn settle_jobs(ledger: &Worker, jobs: &mut Vec<Job>) -> Health {
             }
             Health::Up
         }
+        Err(e) if e.failure() == Failure::Busy => {
+            tracing::warn!(error = %e, events = jobs.len(), "settlement waited too long on other settlements; nothing acknowledged");
+            fail(jobs);
+            Health::Up
+        }
         Err(e) if e.failure() != Failure::Down => {
             tracing::warn!(error = %e, events = jobs.len(), "settlement batch failed on its data; settling its events one by one");
             settle_alone(ledger, jobs).await
@@ -173,6 +178,10 @@ async fn settle_jobs(ledger: &Worker, jobs: &mut Vec<Job>) -> Health {
 async fn settle_alone(ledger: &Worker, jobs: &mut Vec<Job>) -> Health {
     let mut down = false;
     for job in jobs.drain(..) {
+        // A provider that hung up while the others settled delivers again.
+        if job.reply.is_closed() {
+            continue;
+        }
         if down {
             let _ = job.reply.send(Err(Unavailable));
             continue;
@@ -185,7 +194,7 @@ async fn settle_alone(ledger: &Worker, jobs: &mut Vec<Job>) -> Health {
                 settled.outcomes.into_iter().next().ok_or(Unavailable)
             }
             Err(e) if e.failure() == Failure::Data => record(ledger, &job, &e).await,
-            Err(e) if e.failure() == Failure::Contended => {
+            Err(e) if matches!(e.failure(), Failure::Contended | Failure::Busy) => {
                 tracing::warn!(error = %e, event = %job.event.event_id, "an event could not settle now; the provider will deliver it again");
                 Err(Unavailable)
             }

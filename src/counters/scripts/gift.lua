@@ -35,10 +35,12 @@ local seq = next_seq(KEYS[12], KEYS[13])
 
 -- The pledge moves on whoever counted the gift (a rebuild counts gifts, not pledges):
 -- paid, no longer pending. One that expired or failed left `pledged`, and is back in it
--- when the gift is counted here (a rebuild that counted it counted its pledge too).
+-- (a full rebuild that counted the gift in `pledged` marked its pledge confirmed; a
+-- repair leaves `pledged` alone). One whose record is gone is in `pledged` only if the
+-- gift is counted here.
 local status = redis.call('HGET', KEYS[3], 'status')
 local counted_now = redis.call('SADD', KEYS[1], ARGV[1]) == 1
-if counted_now and (not status or status == STATUS.expired or status == STATUS.failed) then
+if status == STATUS.expired or status == STATUS.failed or (not status and counted_now) then
   redis.call('HINCRBY', KEYS[5], 'pledged', amount)
   redis.call('HINCRBY', KEYS[6], 'pledged', amount)
 end

@@ -8,7 +8,7 @@ use super::Scope;
 use super::snapshot::Snapshot;
 use crate::counters::pledge_hash::{self, PLEDGE_KEEP_SECS};
 use crate::counters::{CampaignKeys, Keys, board_key, donor_key};
-use crate::domain::{Slug, public_name};
+use crate::domain::{PledgeStatus, Slug, public_name};
 use crate::ledger::sums::LedgerCounters;
 
 /// The pipeline that makes the counters of `campaign` what `snap` says.
@@ -34,6 +34,7 @@ pub fn pipeline(keys: &Keys, campaign: &Slug, snap: &Snapshot, scope: Scope) -> 
     }
     if scope == Scope::Everything {
         pending(&mut pipe, keys, &k, campaign, snap);
+        settled_pledges(&mut pipe, &k, snap);
     }
     pipe
 }
@@ -110,6 +111,33 @@ fn boards(pipe: &mut redis::Pipeline, k: &CampaignKeys, snap: &Snapshot) {
     if !names.is_empty() {
         let names: Vec<(String, String)> = names.into_iter().collect();
         pipe.hset_multiple(k.names(), &names).ignore();
+    }
+}
+
+/// Marks confirmed the records still held of pledges whose gift is settled but that
+/// expired or failed here first: the rebuilt `pledged` counts them, so the gift's effect,
+/// when the relay applies it, must not count them again.
+const CONFIRM_SETTLED: &str = r#"
+for _, key in ipairs(KEYS) do
+  local status = redis.call('HGET', key, 'status')
+  if status == ARGV[2] or status == ARGV[3] then
+    redis.call('HSET', key, 'status', ARGV[1])
+  end
+end
+return 0
+"#;
+
+fn settled_pledges(pipe: &mut redis::Pipeline, k: &CampaignKeys, snap: &Snapshot) {
+    let records: Vec<String> = snap.boards.iter().map(|b| k.pledge(&b.pledge_id)).collect();
+    for chunk in records.chunks(1000) {
+        pipe.cmd("EVAL")
+            .arg(CONFIRM_SETTLED)
+            .arg(chunk.len())
+            .arg(chunk)
+            .arg(PledgeStatus::Confirmed.as_str())
+            .arg(PledgeStatus::Expired.as_str())
+            .arg(PledgeStatus::Failed.as_str())
+            .ignore();
     }
 }
 
