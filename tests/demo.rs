@@ -1,5 +1,6 @@
 //! `livefund demo` with no environment: it starts its own PostgreSQL and Redis, seeds the
-//! fund, serves, and on Ctrl-C (SIGINT) stops everything it started.
+//! fund, serves the pages and the API, simulates viewers when asked, and on Ctrl-C
+//! (SIGINT) stops everything it started.
 
 mod common;
 
@@ -40,7 +41,7 @@ fn alive(pid: u32) -> bool {
 }
 
 #[tokio::test]
-async fn demo_starts_everything_serves_the_seeded_campaign_and_stops_clean() {
+async fn demo_starts_everything_serves_the_seeded_campaign_simulates_viewers_and_stops_clean() {
     let data_dir =
         std::env::temp_dir().join(format!("livefund-demo-test-{}", uuid::Uuid::new_v4()));
     let mut command = livefund();
@@ -48,12 +49,13 @@ async fn demo_starts_everything_serves_the_seeded_campaign_and_stops_clean() {
         .arg("demo")
         .arg("--data-dir")
         .arg(&data_dir)
+        .args(["--simulate", "5"])
         .env("LIVEFUND_LISTEN", "127.0.0.1:0")
         .env_remove("LIVEFUND_OPERATOR_TOKEN")
         .env_remove("LIVEFUND_WEBHOOK_SECRET");
     let mut running = start(
         command,
-        "livefund demo is running at",
+        "livefund demo is running",
         Duration::from_secs(120),
     );
     let base = running.base_url.clone();
@@ -72,6 +74,17 @@ async fn demo_starts_everything_serves_the_seeded_campaign_and_stops_clean() {
         .await
         .expect("readyz");
     assert_eq!(ready.status(), StatusCode::OK);
+    let landing = client
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .expect("landing");
+    assert_eq!(landing.status(), StatusCode::OK);
+    assert!(
+        landing.headers()["content-type"]
+            .to_str()
+            .is_ok_and(|t| t.starts_with("text/html"))
+    );
     let campaign: serde_json::Value = client
         .get(format!("{base}/api/v1/campaigns/warm-winter-2026"))
         .send()
@@ -105,15 +118,16 @@ async fn demo_starts_everything_serves_the_seeded_campaign_and_stops_clean() {
     assert_eq!(stream.status(), StatusCode::CREATED);
 
     // Totals move on a stream's socket when a pledge is sent, and a pledge paid in the
-    // sandbox reaches the ledger and the socket as a gift.
+    // sandbox reaches the ledger and the socket as a gift (on the new stream, which the
+    // simulated viewers do not know).
     let ws = base.replacen("http", "ws", 1);
     let mut socket =
-        common::ws::Client::connect(&format!("{ws}/api/v1/streams/xiangxi-live-01/live")).await;
+        common::ws::Client::connect(&format!("{ws}/api/v1/streams/extra-live-04/live")).await;
     let snapshot = socket.next_of("snapshot").await;
     let pledged = snapshot["stream"]["pledged"].as_i64().unwrap_or(0);
     let pledge: serde_json::Value = client
         .post(format!("{base}/api/v1/pledges"))
-        .json(&common::pledge_body("xiangxi-live-01", 8800))
+        .json(&common::pledge_body("extra-live-04", 8800))
         .send()
         .await
         .expect("pledge")
@@ -130,6 +144,22 @@ async fn demo_starts_everything_serves_the_seeded_campaign_and_stops_clean() {
     assert_eq!(paid.status(), StatusCode::OK);
     let gift = socket.next_of("gift").await;
     assert_eq!(gift["amount"], 8800);
+
+    // Meanwhile the made-up viewers pledged on the seeded streams, and were paid.
+    common::eventually("simulated gifts settled", || async {
+        let stream: serde_json::Value = client
+            .get(format!("{base}/api/v1/streams/xiangxi-live-01"))
+            .send()
+            .await
+            .expect("stream")
+            .json()
+            .await
+            .expect("json");
+        stream["campaign_totals"]["gifts"]
+            .as_i64()
+            .is_some_and(|gifts| gifts >= 4)
+    })
+    .await;
 
     let printed = running.drain_output().join("\n");
     assert!(

@@ -174,6 +174,11 @@ pub struct DemoArgs {
     /// The sandbox provider's webhook secret(s); generated when absent.
     #[command(flatten)]
     pub webhook: WebhookSecret,
+    /// Made-up viewers pledging this many times a second across the seeded streams
+    /// (most paid by the sandbox a moment later, some failed), so an overlay can be
+    /// watched moving; 0 simulates no one.
+    #[arg(long = "simulate", value_name = "N", default_value_t = 0)]
+    pub simulate: u32,
     #[command(flatten)]
     pub settings: Settings,
 }

@@ -4,6 +4,7 @@
 
 pub mod seed;
 pub mod services;
+mod simulate;
 
 use anyhow::Context;
 use std::io::Write;
@@ -61,6 +62,14 @@ async fn serve_demo(args: &DemoArgs, database_url: &str, redis_url: &str) -> any
 
     let mut settings = args.settings.clone();
     settings.sandbox_payments = true;
+    if args.simulate > 0 {
+        // The simulated viewers all pledge from this machine's address, and are paid a
+        // moment after they pledge.
+        settings.limits.http_pledges_per_ip = 0;
+        if settings.limits.sandbox_autopay_ms == 0 {
+            settings.limits.sandbox_autopay_ms = simulate::PAY_AFTER_MS;
+        }
+    }
     let operator_token = match &settings.operator_token {
         Some(token) => token.clone(),
         None => kept_secret(&args.data_dir.join("operator-token"))?,
@@ -83,28 +92,49 @@ async fn serve_demo(args: &DemoArgs, database_url: &str, redis_url: &str) -> any
     let base = config.public_url.clone();
     let shutdown = cli::shutdown_on_signal();
 
-    println!();
-    println!("livefund demo is running at {base}");
-    println!("  campaign   {base}/api/v1/campaigns/{}", seeded.campaign);
-    let ws = base.replacen("http", "ws", 1);
-    for stream in &seeded.streams {
-        println!("  stream     {base}/api/v1/streams/{stream}");
-        println!("  live       {ws}/api/v1/streams/{stream}/live");
+    print_welcome(&base, &seeded, args);
+    if args.simulate > 0 {
+        tokio::spawn(simulate::run(
+            base.clone(),
+            seeded.streams.clone(),
+            args.simulate,
+            shutdown.clone(),
+        ));
     }
-    println!("  pledge     POST {base}/api/v1/pledges, then pay it in the sandbox:");
-    println!("             POST {base}/sandbox/checkout/<pledge_id>/pay");
-    println!("  API        {base}/openapi.json");
-    println!("  ready      {base}/readyz");
-    println!("  metrics    {base}/metrics");
+
+    serve(listener, db, redis, config, shutdown).await?;
+    Ok(())
+}
+
+/// What to open: the pages first, then the API.
+fn print_welcome(base: &str, seeded: &seed::Seeded, args: &DemoArgs) {
+    println!();
+    println!("livefund demo is running. Open {base}/");
+    println!();
+    for stream in &seeded.streams {
+        println!("  {stream}");
+        println!("    give (viewers)       {base}/give/{stream}");
+        println!("    overlay (OBS source) {base}/overlay/{stream}");
+    }
+    println!();
+    println!("  pledges are paid at the sandbox checkout the pledge page opens");
+    if args.simulate > 0 {
+        println!(
+            "  simulating {} made-up viewer pledge(s) a second (the per-IP limit is off)",
+            args.simulate
+        );
+    }
+    println!(
+        "  API        {base}/openapi.json, e.g. {base}/api/v1/campaigns/{}",
+        seeded.campaign
+    );
+    println!("  ready      {base}/readyz    metrics {base}/metrics");
     println!(
         "  operator token: in {}",
         args.data_dir.join("operator-token").display()
     );
     println!("Press Ctrl-C to stop.");
-    std::io::stdout().flush()?;
-
-    serve(listener, db, redis, config, shutdown).await?;
-    Ok(())
+    let _ = std::io::stdout().flush();
 }
 
 /// Reads a secret kept in `path`, creating it (readable by the owner only) on first use,
