@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Shared by scripts/test and scripts/demo: make sure Rust, PostgreSQL and Redis are installed,
-# installing the Debian/Ubuntu packages when this user may, and locate the PostgreSQL binaries.
+# Shared by scripts/test and scripts/demo: make sure Rust, PostgreSQL and Redis (and, for the
+# tests, Chromium) are installed, installing the Debian/Ubuntu packages when this user may,
+# and locate the PostgreSQL binaries.
 
 lf_say() {
   printf '%s\n' "$*" >&2
@@ -45,35 +46,55 @@ lf_pg_bindir() {
   return 1
 }
 
-# Installs the postgresql and redis-server packages when their servers are missing: as root,
-# or with passwordless sudo; otherwise exits saying what to install.
+# Installs the Debian/Ubuntu packages named, as root or with passwordless sudo; otherwise
+# exits saying what to install.
+lf_install() {
+  local -a as_root=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      as_root=(sudo -n)
+    else
+      lf_say "missing packages: $*"
+      lf_say "install them (Debian/Ubuntu) with:"
+      lf_say "  sudo apt-get update && sudo apt-get install -y $*"
+      exit 1
+    fi
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    lf_say "missing: $*; no apt-get here: install them with this system's package manager."
+    exit 1
+  fi
+  lf_say "installing missing packages: $*"
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" </dev/null
+}
+
+# Installs the postgresql and redis-server packages when their servers are missing.
 lf_require_services() {
-  local -a missing=() as_root=()
+  local -a missing=()
   lf_pg_bindir >/dev/null || missing+=(postgresql)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   if [ "${#missing[@]}" -eq 0 ]; then
     return 0
   fi
-  if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-      as_root=(sudo -n)
-    else
-      lf_say "missing packages: ${missing[*]}"
-      lf_say "install them (Debian/Ubuntu) with:"
-      lf_say "  sudo apt-get update && sudo apt-get install -y ${missing[*]}"
-      exit 1
-    fi
-  fi
-  if ! command -v apt-get >/dev/null 2>&1; then
-    lf_say "missing: ${missing[*]} (PostgreSQL server binaries and/or redis-server);"
-    lf_say "no apt-get here: install them with this system's package manager."
-    exit 1
-  fi
-  lf_say "installing missing packages: ${missing[*]}"
-  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
-  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" </dev/null
+  lf_install "${missing[@]}"
   if ! lf_pg_bindir >/dev/null || ! command -v redis-server >/dev/null 2>&1; then
     lf_say "the packages were installed, but initdb/postgres or redis-server still cannot be found"
+    exit 1
+  fi
+}
+
+# Installs Chromium and its WebDriver when missing: the page tests drive a real browser.
+lf_require_browser() {
+  local -a missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+  if [ "${#missing[@]}" -eq 0 ]; then
+    return 0
+  fi
+  lf_install "${missing[@]}"
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    lf_say "the packages were installed, but chromium or chromedriver still cannot be found"
     exit 1
   fi
 }

@@ -826,6 +826,52 @@ async fn a_payment_and_the_refund_naming_it_on_two_gateways_settle_in_turn(db: P
 }
 
 #[sqlx::test]
+async fn a_refund_naming_its_payment_but_not_its_pledge_settles_in_turn_with_it(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let other = app.another_gateway(db).await;
+    app.seed().await;
+    let mut pledges = Vec::new();
+    for _ in 0..20 {
+        pledges.push(app.pledged("stream", 700).await);
+    }
+    eventually("every pledge written behind", || async {
+        app.count("select count(*) from pledges").await == 20
+    })
+    .await;
+    for (i, pledge) in pledges.iter().enumerate() {
+        let pay = payment_event("payment.succeeded", pledge, &format!("k{i}"), 700);
+        // The refund names the payment; its pledge id is missing or wrong, so no pledge
+        // row is shared with the payment.
+        let wrong = if i % 2 == 0 {
+            String::new()
+        } else {
+            uuid::Uuid::new_v4().to_string()
+        };
+        let back = refund_of(&wrong, &format!("rk{i}"), &format!("k{i}"), 700);
+        let (a, b) = tokio::join!(app.webhook(&pay), other.webhook(&back));
+        assert_eq!(
+            (a.0, b.0),
+            (StatusCode::OK, StatusCode::OK),
+            "{} {}",
+            a.1,
+            b.1
+        );
+    }
+    assert_eq!(
+        app.count("select count(*) from payment_exceptions where resolved_at is null")
+            .await,
+        0,
+        "every refund found its payment, whichever came first"
+    );
+    assert_eq!(
+        app.count("select count(*) from refunds r join gifts g on g.id = r.gift_id")
+            .await,
+        20,
+        "each refund is on its gift"
+    );
+}
+
+#[sqlx::test]
 async fn an_event_the_database_refuses_on_its_own_is_recorded_and_the_rest_settle(db: PgPool) {
     let app = TestApp::spawn(db).await;
     app.seed().await;

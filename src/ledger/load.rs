@@ -55,31 +55,15 @@ fn txn_key(txn: &str) -> i32 {
     hash as i32
 }
 
-/// Locks, until the transaction ends and in one order on every gateway, the provider
-/// transactions that no pledge row serializes: the payment a refund names, and a payment
-/// whose pledge has no row (yet). A payment and the refund naming it then settle one
-/// after the other even when they share no pledge; when they share one (the provider
-/// sends the refund with the payment's pledge id), its row lock does that already, so a
-/// batch holds few of these locks and batches on other pledges never wait on them.
+/// Locks, until the transaction ends and in one order on every gateway, every payment's
+/// provider transaction and every payment a refund names: a payment and the refund naming
+/// it settle one after the other even when they share no pledge (the refund's `pledge_id`
+/// is the provider's to get right; its `refunded_txn_id` decides). Batches wait on each
+/// other only for events on the same transaction.
 pub async fn lock_txns(tx: &mut Tx<'_>, events: &[PaymentEvent]) -> sqlx::Result<()> {
-    let pledges: Vec<Uuid> = events
-        .iter()
-        .filter(|e| e.kind == EventKind::PaymentSucceeded)
-        .filter_map(|e| e.pledge_id.parse().ok())
-        .collect();
-    let stored: HashSet<Uuid> = sqlx::query_scalar(r#"select id from pledges where id = any($1)"#)
-        .bind(&pledges)
-        .fetch_all(&mut **tx)
-        .await?
-        .into_iter()
-        .collect();
-    let unserialized = |e: &&PaymentEvent| {
-        e.kind == EventKind::PaymentSucceeded
-            && e.pledge_id.parse().map_or(true, |id| !stored.contains(&id))
-    };
     let mut keys: Vec<i32> = events
         .iter()
-        .filter(unserialized)
+        .filter(|e| e.kind == EventKind::PaymentSucceeded)
         .map(|e| e.provider_txn_id.as_str())
         .chain(events.iter().filter_map(PaymentEvent::refunds_txn))
         .map(txn_key)

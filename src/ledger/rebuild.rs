@@ -28,7 +28,8 @@ pub enum RebuildError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
-    #[error("the campaign's live counters are being rebuilt elsewhere; try again")]
+    /// Being rebuilt elsewhere, or lost again while rebuilt here.
+    #[error("the campaign's live counters are not ready yet; try again")]
     Busy,
 }
 
@@ -206,11 +207,15 @@ pub(super) async fn write_snapshot<C: ConnectionLike>(
             .await?;
         // Last: until now, readers wait and effects stay in the outbox. Not when the
         // counters just written are gone again (Redis lost them meanwhile).
-        let _: i64 = redis::Script::new(MARK_BUILT)
+        let marked: i64 = redis::Script::new(MARK_BUILT)
             .key(k.built())
             .key(k.totals())
             .invoke_async(redis)
             .await?;
+        if marked == 0 {
+            tracing::warn!(campaign = %campaign, "the live store lost the counters while they were rebuilt");
+            return Err(RebuildError::Busy);
+        }
     }
     publish_totals(redis, &k, &snap.totals).await?;
     Ok(())

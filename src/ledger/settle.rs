@@ -172,7 +172,7 @@ fn answers(events: &[PaymentEvent], by_event: &HashMap<String, Outcome>) -> Vec<
 fn retryable(e: &SettleError) -> bool {
     match e {
         SettleError::Raced(_) => true,
-        SettleError::Database(e) => e
+        SettleError::Database(e) | SettleError::LivePledge(e) => e
             .as_database_error()
             .and_then(|d| d.code())
             .is_some_and(|code| code == "40P01" || code == "40001"),

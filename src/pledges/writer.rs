@@ -115,8 +115,9 @@ async fn write_with_retries(db: &PgPool, batch: &mut Vec<PledgeChange>) {
 }
 
 /// Inserts new pledges, then applies status changes, in one transaction. Rows are written
-/// in id order, the order settlement locks pledges in, so the two never wait on each other
-/// in a cycle.
+/// in id order, the order settlement locks pledges in, which keeps the two from waiting on
+/// each other in a cycle in the common case; PostgreSQL breaks a cycle that still forms
+/// (a deadlock error), and both sides retry.
 pub async fn write(db: &PgPool, batch: &[PledgeChange]) -> sqlx::Result<()> {
     let mut ordered: Vec<&PledgeChange> = batch.iter().collect();
     ordered.sort_by_key(|change| change.id());

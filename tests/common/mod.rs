@@ -2,6 +2,7 @@
 //! test (from `#[sqlx::test]`), a unique Redis key prefix per test, and typed helpers.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod process;
 pub mod tempdir;
 pub mod ws;
