@@ -95,9 +95,31 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
     }
 
+    /// Clicks the first element matching `css`, waiting for it.
+    pub async fn click(&self, css: &str) {
+        self.find(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+    }
+
     /// The text of the first element matching `css`, waiting for it.
     pub async fn text(&self, css: &str) -> String {
         self.find(css).await.text().await.expect("text")
+    }
+
+    /// The text content of the first element matching `css`, waiting for it (shown or
+    /// still fading in: WebDriver's own text is empty for an element not yet visible).
+    pub async fn content(&self, css: &str) -> String {
+        let element = self.find(css).await;
+        let text = self
+            .run(
+                "return arguments[0].textContent;",
+                vec![serde_json::to_value(&element).expect("element reference")],
+            )
+            .await;
+        text.as_str().unwrap_or_default().to_owned()
     }
 
     /// Runs `script` in the page (with `args` as `arguments`) and returns its value.
@@ -130,6 +152,16 @@ impl Browser {
             .run("return document.documentElement.outerHTML;", vec![])
             .await;
         html.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Paints a dark scene behind a transparent page (the overlay), as a stream would be,
+    /// for the screenshots that follow.
+    pub async fn backdrop(&self) {
+        self.run(
+            "document.documentElement.style.background = '#33413f';",
+            vec![],
+        )
+        .await;
     }
 
     /// Saves a screenshot of the window as `target/test-output/pages/<name>.png`.
