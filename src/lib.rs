@@ -31,6 +31,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod closing;
 pub mod config;
 pub mod counters;
 pub mod demo;
@@ -40,6 +41,7 @@ pub mod ledger;
 pub mod live;
 pub mod payments;
 pub mod pledges;
+pub mod reconcile;
 pub mod sandbox;
 pub mod service;
 pub mod state;

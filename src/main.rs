@@ -14,6 +14,7 @@ async fn main() -> ExitCode {
         Command::Migrate(args) => livefund::cli::migrate(args).await,
         Command::RebuildCounters(args) => livefund::cli::rebuild_counters(args).await,
         Command::Demo(args) => livefund::demo::run(args).await,
+        Command::Reconcile(args) => livefund::cli::reconcile::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

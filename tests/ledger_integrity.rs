@@ -230,13 +230,7 @@ async fn refunds_after_close_are_post_close_adjustments_and_leave_the_digest(db:
     let other = app.pledged("stream", 3000).await;
     let pay = payment_event("payment.succeeded", &pledge, "t1", 5000);
     assert_eq!(outcome(&app, &pay).await, "gift");
-    sqlx::query(
-        "update campaigns set closed_at = now(), close_forced = true, \
-         ledger_digest = 'digest-at-close'",
-    )
-    .execute(&app.db)
-    .await
-    .expect("close");
+    let at_close = app.close_forced("campaign").await;
     let refund = payment_event("refund.succeeded", &pledge, "rf_1", 2000);
     assert_eq!(
         outcome(&app, &refund).await,
@@ -256,7 +250,17 @@ async fn refunds_after_close_are_post_close_adjustments_and_leave_the_digest(db:
         .fetch_one(&app.db)
         .await
         .expect("digest");
-    assert_eq!(digest, "digest-at-close");
+    assert_eq!(digest, at_close, "the digest given at close is kept");
+    // And the ledger it covers still computes to it: the refund after close is beside it.
+    let mut conn = app.db.acquire().await.expect("conn");
+    let gifts = livefund::closing::gifts(&mut conn, campaign_id(&app).await)
+        .await
+        .expect("gifts");
+    assert_eq!(
+        livefund::closing::ledger_digest("campaign", &gifts),
+        at_close
+    );
+    assert_eq!(gifts[0].refunded_after_close, 2000);
     drained(&app).await;
     let (stream, _) = app.totals("stream").await;
     assert_eq!(

@@ -42,6 +42,7 @@ async fn migrations_build_the_schema_on_an_empty_database(db: PgPool) {
             "pledges",
             "reconciliation_reports",
             "refunds",
+            "statement_problems",
             "statement_rows",
             "statements",
             "stream_confirmed",
@@ -150,4 +151,28 @@ async fn the_ledger_integrity_migration_carries_an_existing_ledger_over(db: PgPo
             .await
             .expect("resolution");
     assert_eq!(resolution.as_deref(), Some("applied"));
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_campaign_closed_by_hand_before_reconciliation_is_kept_as_a_forced_close(db: PgPool) {
+    livefund::MIGRATOR
+        .run_to(2, &db)
+        .await
+        .expect("the first two migrations");
+    for sql in [
+        "insert into funds (slug, name, charity) values ('fund', 'f', 'c')",
+        "insert into campaigns (slug, fund_id, title, currency, goal, min_amount, max_amount, \
+                                closed_at, close_forced, ledger_digest) \
+         values ('campaign', 1, 't', 'CNY', 10000, 1, 100000, now(), false, 'd')",
+    ] {
+        sqlx::query(sql).execute(&db).await.expect(sql);
+    }
+    livefund::migrate(&db).await.expect("the later migrations");
+    let (forced, reason, by): (bool, String, String) =
+        sqlx::query_as("select close_forced, close_reason, closed_by from campaigns")
+            .fetch_one(&db)
+            .await
+            .expect("campaign");
+    assert!(forced);
+    assert!(!reason.is_empty() && !by.is_empty());
 }

@@ -197,13 +197,7 @@ async fn campaigns_not_live_or_closed_refuse_pledges(db: PgPool) {
 
     app.create_campaign("closed", "fund").await;
     app.create_stream("closed-live", "closed").await;
-    sqlx::query(
-        "update campaigns set closed_at = now(), close_forced = false, ledger_digest = 'd' \
-         where slug = 'closed'",
-    )
-    .execute(&app.db)
-    .await
-    .expect("close");
+    app.close_forced("closed").await;
     let (status, body) = app.pledge(&pledge_body("closed-live", 5000)).await;
     assert_eq!(
         (status, code(&body)),

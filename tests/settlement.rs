@@ -173,10 +173,7 @@ async fn every_exception_is_recorded_answered_200_and_counted_nowhere(db: PgPool
         );
     }
     // After close, a payment is still recorded, as an exception.
-    sqlx::query("update campaigns set closed_at = now(), close_forced = true, ledger_digest = 'd'")
-        .execute(&app.db)
-        .await
-        .expect("close");
+    app.close_forced("campaign").await;
     let (_, reply) = app
         .webhook(&payment_event(
             "payment.succeeded",

@@ -73,6 +73,12 @@ impl CatalogCache {
         }
     }
 
+    /// Forgets every entry: the next read of each stream goes to PostgreSQL (after a
+    /// change this gateway made, such as a close).
+    pub fn forget_all(&self) {
+        self.entries.invalidate_all();
+    }
+
     /// The stream named `slug`, or `None` when there is no such stream (not cached: a
     /// stream created a moment later is found at once).
     pub async fn stream(&self, slug: &Slug) -> sqlx::Result<Option<Arc<StreamInfo>>> {

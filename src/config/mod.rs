@@ -34,6 +34,9 @@ pub enum Command {
     /// Everything local: its own PostgreSQL and Redis, a seeded fund, campaign and
     /// streams, sandbox payments; prints the URLs to open. Ctrl-C stops it all.
     Demo(DemoArgs),
+    /// Reconcile a campaign's ledger with the provider's statement and its live totals:
+    /// the report on stdout, a summary on stderr; exits 1 when the report is not clean.
+    Reconcile(ReconcileArgs),
 }
 
 /// A setting a subcommand needs that was not given.
@@ -157,6 +160,30 @@ pub struct RebuildArgs {
     /// Only this campaign (its slug); default every campaign.
     #[arg(long)]
     pub campaign: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    #[command(flatten)]
+    pub backends: Backends,
+    #[command(flatten)]
+    pub prefix: RedisPrefix,
+    /// The campaign's slug.
+    #[arg(long)]
+    pub campaign: String,
+    /// The provider's statement (CSV, CONTRACT §8).
+    #[arg(long, value_name = "FILE")]
+    pub statement: std::path::PathBuf,
+    /// How the report is written to stdout.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
+    pub format: ReportFormat,
+}
+
+/// A report's form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Json,
+    Csv,
 }
 
 #[derive(Debug, Args)]

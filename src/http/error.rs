@@ -41,6 +41,9 @@ pub enum ApiError {
     /// `invalid_request`.
     #[error("{0}")]
     Conflict(String),
+    /// A campaign may not close on the reconciliation it has: 409 `not_reconciled`.
+    #[error("{0}")]
+    NotReconciled(String),
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("method not allowed")]
@@ -90,6 +93,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "invalid_request"),
+            ApiError::NotReconciled(_) => (StatusCode::CONFLICT, "not_reconciled"),
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }

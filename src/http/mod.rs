@@ -2,6 +2,7 @@
 //! the route table.
 
 mod auth;
+mod books;
 mod campaigns;
 mod error;
 mod funds;
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pledges::router())
         .merge(live::router())
         .merge(webhooks::router())
+        .merge(books::router())
         .merge(pages::router(&state));
     if state.config.sandbox_payments {
         routes = routes.merge(sandbox::router());

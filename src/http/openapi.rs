@@ -6,7 +6,7 @@ use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{campaigns, error, funds, health, live, pledges, sandbox, streams, webhooks};
+use super::{books, campaigns, error, funds, health, live, pledges, sandbox, streams, webhooks};
 use crate::counters::Totals;
 use crate::state::AppState;
 
@@ -35,6 +35,7 @@ async fn openapi() -> impl IntoResponse {
         pledges::create, pledges::show, live::upgrade,
         webhooks::receive,
         sandbox::pay, sandbox::fail, sandbox::refund,
+        books::upload, books::latest, books::gifts, books::close, books::disclosure,
     ),
     components(schemas(Totals, error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),

@@ -218,6 +218,19 @@ impl TestApp {
         body
     }
 
+    /// Closes `campaign` as an operator, by force (no statement reconciled); returns the
+    /// digest given at close.
+    pub async fn close_forced(&self, campaign: &str) -> String {
+        let (status, closed) = self
+            .operator_post(
+                &format!("/api/v1/campaigns/{campaign}/close"),
+                &json!({"force": true, "reason": "closed by the test"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{closed}");
+        closed["ledger_digest"].as_str().expect("digest").to_owned()
+    }
+
     /// A fund `fund`, its campaign `campaign` and a stream `stream`.
     pub async fn seed(&self) {
         self.create_fund("fund").await;

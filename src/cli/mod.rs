@@ -1,4 +1,7 @@
-//! The `serve` and `migrate` subcommands, and the shutdown signal they share.
+//! The `serve`, `migrate`, `rebuild-counters` and `reconcile` subcommands, and the
+//! shutdown signal they share.
+
+pub mod reconcile;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
