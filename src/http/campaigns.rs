@@ -135,6 +135,9 @@ pub struct CampaignView {
     streams: Vec<StreamSummary>,
     totals: Totals,
     created_at: DateTime<Utc>,
+    /// The page of the campaign's public disclosure (its data:
+    /// `GET /api/v1/campaigns/{campaign}/disclosure`).
+    disclosure_url: String,
 }
 
 /// Assembles the public view of a campaign, with totals from the live counters.
@@ -185,6 +188,7 @@ pub async fn campaign_view(
         streams,
         totals,
         created_at: campaign.created_at,
+        disclosure_url: format!("/disclosure/{}", campaign.slug),
     })
 }
 

@@ -1,5 +1,5 @@
 //! The pages people see — the landing page, the viewer's pledge page, the streamer's
-//! overlay and the sandbox checkout — and their assets, served from `web/` as embedded in
+//! overlay, a campaign's public disclosure and the sandbox checkout — and their assets, served from `web/` as embedded in
 //! the binary. The pages speak only to this origin (their Content-Security-Policy says
 //! so); they read everything else from the public API and the live WebSocket.
 
@@ -27,6 +27,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/", get(landing))
         .route("/give/{stream}", get(give))
         .route("/overlay/{stream}", get(overlay))
+        .route("/disclosure/{campaign}", get(disclosure))
         .route("/assets/{name}", get(asset));
     if state.config.sandbox_payments {
         routes.route("/sandbox/checkout/{pledge_id}", get(checkout))
@@ -64,6 +65,20 @@ async fn overlay(
 ) -> Result<Response, ApiError> {
     let found = stream_found(&state, &stream).await?;
     Ok(page("overlay.html", found, Framing::Anywhere, &headers))
+}
+
+async fn disclosure(
+    State(state): State<AppState>,
+    Path(campaign): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let found = match Slug::parse("campaign", &campaign) {
+        Ok(slug) => crate::catalog::campaign_by_slug(&state.db, &slug)
+            .await?
+            .is_some(),
+        Err(_) => false,
+    };
+    Ok(page("disclosure.html", status(found), Framing::Nowhere, &headers))
 }
 
 async fn checkout(
