@@ -5,11 +5,14 @@
 
 mod common;
 
-use common::{OPERATOR_TOKEN, TestApp, code, eventually, payment_event, pledge_body};
+use common::process::livefund;
+use common::tempdir::TempDir;
+use common::{OPERATOR_TOKEN, TestApp, code, database_url, eventually, payment_event, pledge_body};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
+use std::io::Write;
 
 const HEADER: &str = "provider_txn_id,pledge_id,type,amount,currency,fee,occurred_at";
 const AT: &str = "2026-06-01T12:00:00Z";
@@ -509,4 +512,106 @@ async fn the_export_lists_every_gift_in_the_digests_order(db: PgPool) {
         .await
         .expect("get");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// `livefund reconcile` on `file`: its exit status, stdout and stderr.
+fn reconcile_cli(
+    app: &TestApp,
+    db: &PgPool,
+    file: &std::path::Path,
+    format: &str,
+) -> (i32, String, String) {
+    let output = livefund()
+        .args([
+            "reconcile",
+            "--campaign",
+            "campaign",
+            "--format",
+            format,
+            "--statement",
+        ])
+        .arg(file)
+        .env("DATABASE_URL", database_url(db))
+        .env("REDIS_URL", common::redis_url())
+        .env("LIVEFUND_REDIS_PREFIX", &app.prefix)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run livefund reconcile");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[sqlx::test]
+async fn the_reconcile_command_prints_the_report_a_summary_and_says_if_it_is_clean(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    app.seed().await;
+    let p1 = paid(&app, 5000, "k1").await;
+    live_settled(&app).await;
+    let dir = TempDir::new("reconcile-cli");
+    let clean = dir.path().join("clean.csv");
+    std::fs::write(
+        &clean,
+        format!("{HEADER}\n{}\n", row("k1", &p1, "payment", 5000, 30)),
+    )
+    .expect("write");
+    let (status, stdout, stderr) = reconcile_cli(&app, &db, &clean, "json");
+    assert_eq!(status, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect("the report on stdout");
+    assert_eq!(report["clean"], true);
+    assert!(stderr.contains("campaign: clean"), "{stderr}");
+    assert!(stderr.contains("matched    1 rows, ¥50.00"), "{stderr}");
+
+    let unclean = dir.path().join("unclean.csv");
+    std::fs::write(
+        &unclean,
+        format!("{HEADER}\nk-ghost,,payment,900,CNY,0,{AT}\n"),
+    )
+    .expect("write");
+    let (status, stdout, stderr) = reconcile_cli(&app, &db, &unclean, "csv");
+    assert_eq!(status, 1, "a report that is not clean: {stderr}");
+    assert!(stderr.contains("NOT clean"), "{stderr}");
+    assert!(stdout.starts_with("class,provider_txn_id"), "{stdout}");
+    assert!(stdout.contains("missing_in_ledger,k-ghost"), "{stdout}");
+    assert!(stdout.contains("missing_in_statement,k1"), "{stdout}");
+}
+
+#[sqlx::test]
+async fn a_statement_of_a_million_rows_is_reconciled(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    app.seed().await;
+    // The provider's statement covers its whole account: a million rows of another
+    // campaign's payments, and this campaign's one.
+    app.create_campaign("other", "fund").await;
+    app.create_stream("other-live", "other").await;
+    let (_, theirs) = app.pledge(&pledge_body("other-live", 100)).await;
+    let theirs = theirs["pledge_id"].as_str().expect("pledge").to_owned();
+    let ours = paid(&app, 5000, "mine").await;
+    live_settled(&app).await;
+    eventually("the other pledge written behind", || async {
+        app.count("select count(*) from pledges where status = 'pending'")
+            .await
+            == 1
+    })
+    .await;
+    let dir = TempDir::new("million");
+    let path = dir.path().join("statement.csv");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).expect("file"));
+    writeln!(file, "{HEADER}").expect("write");
+    for i in 0..1_000_000 {
+        writeln!(file, "m{i},{theirs},payment,100,CNY,1,{AT}").expect("write");
+    }
+    writeln!(file, "{}", row("mine", &ours, "payment", 5000, 30)).expect("write");
+    file.flush().expect("flush");
+    drop(file);
+    let (status, stdout, stderr) = reconcile_cli(&app, &db, &path, "json");
+    assert_eq!(status, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect("report");
+    assert_eq!(report["source"]["rows"], 1);
+    assert_eq!(report["source"]["other_campaigns"], 1_000_000);
+    assert_eq!(report["matched"]["count"], 1);
+    let stored: i64 = app.count("select count(*) from statement_rows").await;
+    assert_eq!(stored, 1_000_001, "every row stored");
 }

@@ -78,7 +78,12 @@ async fn disclosure(
             .is_some(),
         Err(_) => false,
     };
-    Ok(page("disclosure.html", status(found), Framing::Nowhere, &headers))
+    Ok(page(
+        "disclosure.html",
+        status(found),
+        Framing::Nowhere,
+        &headers,
+    ))
 }
 
 async fn checkout(
