@@ -71,6 +71,19 @@ pub fn connect_postgres(url: &str) -> Result<PgPool, sqlx::Error> {
         .connect_lazy(url)
 }
 
+/// A listening socket on `addr` with room for `backlog` connections waiting to be
+/// accepted.
+pub async fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 /// A Redis client for `url`; connections are made on first use, and the connection
 /// manager built from it reconnects by itself after a loss.
 pub fn connect_redis(url: &str) -> redis::RedisResult<redis::Client> {

@@ -4,13 +4,12 @@
 pub mod reconcile;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{MigrateArgs, RebuildArgs, ServeArgs};
 use crate::counters::Keys;
 use crate::domain::Slug;
-use crate::{connect_postgres, connect_redis, migrate as run_migrations, serve as serve_on};
+use crate::{bind, connect_postgres, connect_redis, migrate as run_migrations, serve as serve_on};
 
 /// `livefund serve`: runs pending migrations, then serves until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -21,7 +20,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("running the database migrations")?;
     let redis = connect_redis(redis_url.expose()).context("REDIS_URL")?;
-    let listener = TcpListener::bind(args.settings.listen)
+    let listener = bind(args.settings.listen, args.settings.listen_backlog)
         .await
         .with_context(|| format!("binding {}", args.settings.listen))?;
     let bound = listener.local_addr()?;

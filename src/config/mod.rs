@@ -221,6 +221,15 @@ pub struct Settings {
         default_value = "127.0.0.1:8080"
     )]
     pub listen: SocketAddr,
+    /// Connections the kernel queues for acceptance: a burst of reconnecting overlays
+    /// (a gateway restart) must not wait for SYN retransmits (capped by the kernel's
+    /// `net.core.somaxconn`).
+    #[arg(
+        long = "livefund-listen-backlog",
+        env = "LIVEFUND_LISTEN_BACKLOG",
+        default_value_t = 4096
+    )]
+    pub listen_backlog: u32,
     /// Base URL used in links handed out (checkout); default `http://` + the bound address.
     #[arg(
         long = "livefund-public-url",

@@ -47,6 +47,7 @@ fn webhook_secrets_split_on_commas() {
 fn public_url_defaults_to_the_bound_address() {
     let settings = Settings {
         listen: "127.0.0.1:0".parse().expect("addr"),
+        listen_backlog: 4096,
         public_url: None,
         operator_token: None,
         allowed_origins: vec!["https://a.example/ ".into(), "".into()],

@@ -10,7 +10,6 @@ use anyhow::Context;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use tokio::net::TcpListener;
 
 use crate::config::{DemoArgs, Secret, WebhookSecrets};
 use crate::{cli, connect_postgres, connect_redis, migrate, serve};
@@ -81,7 +80,7 @@ async fn serve_demo(args: &DemoArgs, database_url: &str, redis_url: &str) -> any
             .map_err(anyhow::Error::msg)?,
     };
 
-    let listener = TcpListener::bind(settings.listen).await.with_context(|| {
+    let listener = crate::bind(settings.listen, settings.listen_backlog).await.with_context(|| {
         format!(
             "binding {} (is another livefund running? choose a port with --listen 127.0.0.1:PORT)",
             settings.listen
