@@ -43,3 +43,27 @@ alter table reconciliation_reports
     alter column report type json using report::json,
     -- Where the ledger stood in the report's snapshot: a close compares it with now.
     add column ledger_state text;
+
+-- Every discrepancy of a report, in the report's order (`position`): the CSV lists them
+-- all, however many; the JSON report lists the first of each class and counts the rest.
+create table reconciliation_discrepancies (
+    report_id           bigint not null references reconciliation_reports (id),
+    position            bigint not null,
+    class               text not null check (class in (
+        'missing_in_ledger', 'missing_in_statement', 'amount_mismatch', 'duplicates')),
+    provider_txn_id     text not null,
+    pledge_id           text,
+    type                text not null check (type in ('payment', 'refund')),
+    line                bigint,
+    ledger_amount       bigint,
+    ledger_fee          bigint,
+    ledger_currency     text,
+    statement_amount    bigint,
+    statement_fee       bigint,
+    statement_currency  text,
+    detail              text not null,
+    primary key (report_id, position)
+);
+
+create index reconciliation_discrepancies_class_idx
+    on reconciliation_discrepancies (report_id, class, position);

@@ -32,6 +32,20 @@ async fn upload(app: &TestApp, campaign: &str, csv: &str) -> (StatusCode, Value)
     (status, response.json().await.expect("json"))
 }
 
+/// Uploads `csv` to the campaign `campaign`; the report's body as sent.
+async fn upload_text(app: &TestApp, csv: &str) -> String {
+    app.client
+        .post(app.url("/api/v1/campaigns/campaign/statements"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .body(csv.to_owned())
+        .send()
+        .await
+        .expect("upload")
+        .text()
+        .await
+        .expect("body")
+}
+
 async fn operator_get(app: &TestApp, path: &str) -> reqwest::Response {
     app.client
         .get(app.url(path))
@@ -153,13 +167,16 @@ async fn a_statement_is_classified_row_by_row_against_the_ledger(db: PgPool) {
     assert_eq!(report["unpaid_pledges"]["amount"], 700);
     assert_eq!(report["clean"], false);
 
-    // The same statement again: the same report but for `generated_at`.
-    let (_, again) = upload(&app, "campaign", &statement).await;
-    let without_time = |mut r: Value| {
-        r["generated_at"] = Value::Null;
-        r.to_string()
+    // The same statement again: byte for byte the same report but for `generated_at`.
+    let first = upload_text(&app, &statement).await;
+    let second = upload_text(&app, &statement).await;
+    let without_time = |text: &str| {
+        let at = text.find("\"generated_at\"").expect("generated_at");
+        let end = at + text[at..].find("Z\"").expect("a time") + 2;
+        format!("{}{}", &text[..at], &text[end..])
     };
-    assert_eq!(without_time(again), without_time(report.clone()));
+    assert_eq!(without_time(&first), without_time(&second));
+    assert_ne!(first, second, "made at another moment");
 
     // The latest report reads back as it was made, and as CSV, a discrepancy a row.
     let latest = operator_get(&app, "/api/v1/campaigns/campaign/reconciliation").await;
@@ -358,7 +375,8 @@ async fn a_clean_report_closes_the_campaign_and_the_export_recomputes_its_digest
     assert_eq!(disclosure["ledger_digest"], json!(digest));
     assert_eq!(
         disclosure["post_close_adjustments"],
-        json!({"count": 1, "amount": 200})
+        json!({"count": 1, "amount": 200, "matched_reversed": 100}),
+        "the sponsor's 50 % of it taken back too"
     );
     assert_eq!(disclosure["status"], "closed");
 }
@@ -399,8 +417,15 @@ async fn a_close_is_refused_on_an_unclean_or_stale_report_and_forced_only_with_a
     );
 
     let (status, no_reason) = close(&app, json!({"force": true})).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{no_reason}");
-    assert_eq!(no_reason["error"]["field"], "reason");
+    assert_eq!(
+        (status, code(&no_reason)),
+        (StatusCode::CONFLICT, "not_reconciled")
+    );
+    assert!(
+        no_reason["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("reason"))
+    );
     let (status, closed) = close(
         &app,
         json!({"force": true, "reason": "the provider's statement is late; closing for the audit"}),
@@ -409,6 +434,13 @@ async fn a_close_is_refused_on_an_unclean_or_stale_report_and_forced_only_with_a
     assert_eq!(status, StatusCode::OK, "{closed}");
     assert_eq!(closed["forced"], true);
     assert_eq!(closed["gifts"], 2);
+    let (status, again) = close(&app, json!({"force": true})).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a repeated close answers the close: {again}"
+    );
+    assert_eq!(again["ledger_digest"], closed["ledger_digest"]);
     let reason: String = sqlx::query_scalar("select close_reason from campaigns")
         .fetch_one(&app.db)
         .await
@@ -614,4 +646,137 @@ async fn a_statement_of_a_million_rows_is_reconciled(db: PgPool) {
     assert_eq!(report["matched"]["count"], 1);
     let stored: i64 = app.count("select count(*) from statement_rows").await;
     assert_eq!(stored, 1_000_001, "every row stored");
+}
+
+#[sqlx::test]
+async fn a_refund_is_checked_against_the_payment_it_refunds_and_types_are_kept_apart(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.seed().await;
+    let p1 = paid(&app, 5000, "f1").await;
+    let p2 = paid(&app, 3000, "f2").await;
+    let mut refund = payment_event("refund.succeeded", &p1, "fr1", 1000);
+    refund["refunded_txn_id"] = json!("f1");
+    assert_eq!(app.webhook(&refund).await.0, StatusCode::OK);
+    live_settled(&app).await;
+    let statement = [
+        format!("{HEADER},refunded_txn_id"),
+        format!("{},", row("f1", &p1, "payment", 5000, 30)),
+        // The statement says the refund was of the other payment.
+        format!("fr1,{p2},refund,1000,CNY,0,{AT},f2"),
+        // f2 stated as a refund, not as the payment it is.
+        format!("{},", row("f2", &p2, "refund", 3000, 0)),
+    ]
+    .join("\n");
+    let (_, report) = upload(&app, "campaign", &statement).await;
+    assert_eq!(
+        listed(&report, "amount_mismatch"),
+        [("fr1".into(), Some(3))]
+    );
+    assert!(
+        report["amount_mismatch"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("refunds f2") && d.contains("refunded f1")),
+        "{report}"
+    );
+    assert_eq!(
+        listed(&report, "missing_in_ledger"),
+        [("f2".into(), Some(4))]
+    );
+    assert_eq!(
+        listed(&report, "missing_in_statement"),
+        [("f2".into(), None)]
+    );
+    assert_eq!(report["matched"]["count"], 1);
+}
+
+#[sqlx::test]
+async fn rows_that_would_break_the_report_are_bad_rows_and_drift_is_a_csv_row(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.seed().await;
+    let statement = format!(
+        "{HEADER}\nnul\u{0}txn,p,payment,100,CNY,0,{AT}\n\
+         big1,p,payment,9000000000000000000,CNY,0,{AT}\n\
+         big2,p,payment,9000000000000000000,CNY,0,{AT}\n\r\n"
+    );
+    let (status, report) = upload(&app, "campaign", &statement).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let lines: Vec<i64> = report["bad_rows"]
+        .as_array()
+        .expect("bad rows")
+        .iter()
+        .filter_map(|b| b["line"].as_i64())
+        .collect();
+    assert_eq!(lines, [2, 3, 4]);
+
+    // Live counters off from the ledger: the report says so, and so does its CSV.
+    paid(&app, 900, "d1").await;
+    live_settled(&app).await;
+    let totals = livefund::counters::Keys::new(app.prefix.clone())
+        .campaign(&livefund::domain::Slug::parse("campaign", "campaign").expect("slug"))
+        .totals();
+    let mut redis = app.redis().await;
+    let _: () = redis::cmd("HSET")
+        .arg(&totals)
+        .arg("confirmed")
+        .arg(1)
+        .query_async(&mut redis)
+        .await
+        .expect("drift");
+    let p = app.count("select count(*) from gifts").await;
+    assert_eq!(p, 1);
+    let pledge: String = sqlx::query_scalar("select pledge_id::text from gifts")
+        .fetch_one(&app.db)
+        .await
+        .expect("pledge");
+    let (_, report) = upload(
+        &app,
+        "campaign",
+        &format!("{HEADER}\n{}\n", row("d1", &pledge, "payment", 900, 30)),
+    )
+    .await;
+    assert_ne!(report["live_drift"], 0, "{report}");
+    assert_eq!(report["clean"], false);
+    let csv = operator_get(&app, "/api/v1/campaigns/campaign/reconciliation?format=csv")
+        .await
+        .text()
+        .await
+        .expect("csv");
+    assert!(csv.lines().any(|l| l.starts_with("live_drift,")), "{csv}");
+}
+
+#[sqlx::test]
+async fn a_long_report_lists_the_first_of_each_class_and_its_csv_every_one(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.seed().await;
+    let rows: Vec<String> = (0..12_000)
+        .map(|i| format!("ghost-{i:05},,payment,100,CNY,1,{AT}"))
+        .collect();
+    let statement = format!("{HEADER}\n{}\n", rows.join("\n"));
+    let (status, report) = upload(&app, "campaign", &statement).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        report["missing_in_ledger"].as_array().map(Vec::len),
+        Some(10_000)
+    );
+    assert_eq!(report["not_listed"]["missing_in_ledger"], 2_000);
+    let csv = operator_get(&app, "/api/v1/campaigns/campaign/reconciliation?format=csv")
+        .await
+        .text()
+        .await
+        .expect("csv");
+    let missing = csv
+        .lines()
+        .filter(|l| l.starts_with("missing_in_ledger,"))
+        .count();
+    assert_eq!(missing, 12_000, "the CSV lists every one");
+    assert!(
+        csv.lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("ghost-00000"))
+    );
+    assert!(
+        csv.lines()
+            .nth(12_000)
+            .is_some_and(|l| l.contains("ghost-11999"))
+    );
 }

@@ -40,6 +40,7 @@ async fn migrations_build_the_schema_on_an_empty_database(db: PgPool) {
             "payment_events",
             "payment_exceptions",
             "pledges",
+            "reconciliation_discrepancies",
             "reconciliation_reports",
             "refunds",
             "statement_problems",

@@ -464,3 +464,43 @@ async fn pages_of_what_does_not_exist_say_so_with_404(db: PgPool) {
     browser.find("[data-testid=not-found]").await;
     browser.quit().await;
 }
+
+#[sqlx::test]
+async fn the_disclosure_page_shows_the_money_the_digest_once_closed_and_no_names(db: PgPool) {
+    let app = demo_app(db).await;
+    let mut body = pledge_body(STREAM, 123_400);
+    body["donor_name"] = json!("不公开的捐赠人");
+    body["message"] = json!("不公开的留言");
+    paid_pledge(&app, body).await;
+    let browser = Browser::start(1280, 1000).await;
+    let page = app.url("/disclosure/warm-winter-2026");
+    browser.open(&page).await;
+    let raised = browser.text("[data-testid=total-raised]").await;
+    assert!(raised.contains("¥1,234.00"), "{raised}");
+    browser
+        .find("[data-testid=area][data-code='education']")
+        .await;
+    browser
+        .find(&format!("[data-testid=stream-row][data-slug='{STREAM}']"))
+        .await;
+    let closed = app
+        .operator_post(
+            "/api/v1/campaigns/warm-winter-2026/close",
+            &json!({"force": true, "reason": "the test closes it"}),
+        )
+        .await;
+    assert_eq!(closed.0, StatusCode::OK);
+    let digest = closed.1["ledger_digest"]
+        .as_str()
+        .expect("digest")
+        .to_owned();
+    browser.open(&page).await;
+    let shown = browser.content("[data-testid=ledger-digest]").await;
+    assert_eq!(shown.trim(), digest);
+    browser.screenshot("disclosure").await;
+    let dom = browser.dom().await;
+    assert!(!dom.contains("不公开的捐赠人") && !dom.contains("不公开的留言"));
+    browser.open(&format!("{page}?lang=en")).await;
+    browser.screenshot("disclosure-en").await;
+    browser.quit().await;
+}

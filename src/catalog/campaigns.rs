@@ -196,10 +196,12 @@ pub async fn create_campaign(db: &PgPool, new: &NewCampaign) -> Result<Campaign,
 /// The most campaigns a public listing shows.
 pub const LISTED: i64 = 100;
 
-/// The campaigns not closed, newest first (at most [`LISTED`]).
-pub async fn open_campaigns(db: &PgPool) -> sqlx::Result<Vec<Campaign>> {
+/// The campaigns, those not closed first (newest first), then the closed ones (most
+/// recently closed first); at most [`LISTED`].
+pub async fn listed_campaigns(db: &PgPool) -> sqlx::Result<Vec<Campaign>> {
     let rows: Vec<CampaignRow> = sqlx::query_as(select_campaign!(
-        "where c.closed_at is null order by c.created_at desc, c.id desc limit $1"
+        "order by c.closed_at is not null, c.closed_at desc, c.created_at desc, c.id desc
+         limit $1"
     ))
     .bind(LISTED)
     .fetch_all(db)

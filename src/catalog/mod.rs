@@ -8,7 +8,7 @@ mod streams;
 
 pub use cache::{CampaignInfo, CatalogCache, StreamInfo};
 pub use campaigns::{
-    Campaign, LISTED, Matching, NewCampaign, campaign_by_slug, create_campaign, open_campaigns,
+    Campaign, LISTED, Matching, NewCampaign, campaign_by_slug, create_campaign, listed_campaigns,
 };
 pub use funds::{Designation, Fund, NewDesignation, NewFund, create_fund, designations_of_fund};
 pub use streams::{

@@ -52,15 +52,23 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
     let kept = reconcile::reconcile(&stores, &slug, campaign.id, imported.statement_id)
         .await
         .context("reconciling")?;
-    let mut out = std::io::stdout().lock();
     match args.format {
         ReportFormat::Json => {
+            let mut out = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut out, &kept.report)?;
             writeln!(out)?;
+            out.flush()?;
         }
-        ReportFormat::Csv => out.write_all(&kept.report.to_csv()?)?,
+        ReportFormat::Csv => {
+            let mut chunks = reconcile::csv_chunks(stores.db.clone(), kept.id, kept.report.clone());
+            while let Some(chunk) = chunks.recv().await {
+                let chunk = chunk.map_err(anyhow::Error::msg)?;
+                let mut out = std::io::stdout().lock();
+                out.write_all(&chunk)?;
+                out.flush()?;
+            }
+        }
     }
-    out.flush()?;
     eprint!("{}", summary(&kept.report, kept.id));
     if kept.report.clean {
         Ok(())
@@ -107,7 +115,7 @@ pub fn summary(report: &Report, id: i64) -> String {
         format!(
             "  statement  {} rows ({} bad), payments {}, refunds {}, fees {}",
             group(report.source.rows),
-            report.bad_rows.len() as u64 + report.bad_rows_not_listed,
+            report.bad_rows.len() as u64 + report.not_listed.get("bad_rows").copied().unwrap_or(0),
             yuan(report.statement.amount),
             yuan(report.statement.refunds),
             yuan(report.statement.fees)

@@ -56,8 +56,6 @@ pub struct CloseRequest {
 pub enum CloseError {
     #[error("{0}")]
     NotReconciled(String),
-    #[error("a forced close needs a reason")]
-    NoReason,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -75,20 +73,22 @@ pub async fn close(
         .as_deref()
         .map(str::trim)
         .filter(|r| !r.is_empty());
-    if request.force && reason.is_none() {
-        return Err(CloseError::NoReason);
-    }
+    // Force counts only with a reason; without one the close stands on the report.
+    let forced = request.force && reason.is_some();
     let mut tx = db.begin().await?;
     // Locked as settlement locks it: no batch settles on this campaign until the close
     // commits, and every batch after it sees the campaign closed.
-    let (closed_at, digest_given, forced): (Option<DateTime<Utc>>, Option<String>, Option<bool>) =
-        sqlx::query_as(
-            r#"select closed_at, ledger_digest, close_forced from campaigns
+    let (closed_at, digest_given, was_forced): (
+        Option<DateTime<Utc>>,
+        Option<String>,
+        Option<bool>,
+    ) = sqlx::query_as(
+        r#"select closed_at, ledger_digest, close_forced from campaigns
                where id = $1 for update"#,
-        )
-        .bind(campaign_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    )
+    .bind(campaign_id)
+    .fetch_one(&mut *tx)
+    .await?;
     let gifts = export::gifts(&mut tx, campaign_id).await?;
     let net: i64 = gifts
         .iter()
@@ -100,13 +100,13 @@ pub async fn close(
             ledger_digest,
             gifts: gifts.len() as i64,
             net,
-            forced: forced.unwrap_or(false),
+            forced: was_forced.unwrap_or(false),
         });
     }
-    let report = if request.force {
+    let report = if forced {
         None
     } else {
-        Some(clean_report(&mut tx, campaign_id).await?)
+        Some(clean_report(&mut tx, campaign_id, request.force).await?)
     };
     let digest = ledger_digest(slug, &gifts);
     let closed_at: DateTime<Utc> = sqlx::query_scalar(
@@ -117,7 +117,7 @@ pub async fn close(
            returning closed_at"#,
     )
     .bind(campaign_id)
-    .bind(request.force)
+    .bind(forced)
     .bind(reason)
     .bind(&digest)
     .bind(&request.by)
@@ -125,18 +125,28 @@ pub async fn close(
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    tracing::info!(campaign = slug, forced = request.force, by = %request.by, digest = %digest, "campaign closed");
+    tracing::info!(campaign = slug, forced, by = %request.by, digest = %digest, "campaign closed");
     Ok(Closed {
         closed_at,
         ledger_digest: digest,
         gifts: gifts.len() as i64,
         net,
-        forced: request.force,
+        forced,
     })
 }
 
 /// The latest report's id, if it is clean and nothing in the ledger changed after it.
-async fn clean_report(db: &mut sqlx::PgConnection, campaign_id: i64) -> Result<i64, CloseError> {
+/// `asked_force`: the operator asked to force but gave no reason (said so if refused).
+async fn clean_report(
+    db: &mut sqlx::PgConnection,
+    campaign_id: i64,
+    asked_force: bool,
+) -> Result<i64, CloseError> {
+    let or_force = if asked_force {
+        " (a forced close needs a reason)"
+    } else {
+        ""
+    };
     let latest: Option<(i64, bool, Option<String>)> = sqlx::query_as(
         r#"select id, clean, ledger_state from reconciliation_reports
            where campaign_id = $1 order by id desc limit 1"#,
@@ -145,21 +155,20 @@ async fn clean_report(db: &mut sqlx::PgConnection, campaign_id: i64) -> Result<i
     .fetch_optional(&mut *db)
     .await?;
     let Some((id, clean, state)) = latest else {
-        return Err(CloseError::NotReconciled(
-            "the campaign has no reconciliation report: upload the provider's statement first"
-                .into(),
-        ));
+        return Err(CloseError::NotReconciled(format!(
+            "the campaign has no reconciliation report: upload the provider's statement first{or_force}"
+        )));
     };
     if !clean {
-        return Err(CloseError::NotReconciled(
-            "the latest reconciliation report is not clean: resolve it, or close with force and a reason".into(),
-        ));
+        return Err(CloseError::NotReconciled(format!(
+            "the latest reconciliation report is not clean: resolve it, or close with force and a reason{or_force}"
+        )));
     }
     let now = ledger_state(&mut *db, campaign_id).await?;
     if state.as_deref() != Some(now.as_str()) {
-        return Err(CloseError::NotReconciled(
-            "the ledger changed after the latest reconciliation report: reconcile again".into(),
-        ));
+        return Err(CloseError::NotReconciled(format!(
+            "the ledger changed after the latest reconciliation report: reconcile again{or_force}"
+        )));
     }
     Ok(id)
 }

@@ -26,6 +26,8 @@ pub struct Disclosure {
     #[schema(value_type = String)]
     pub status: CampaignStatus,
     pub closed_at: Option<DateTime<Utc>>,
+    /// When these figures were read.
+    pub as_of: DateTime<Utc>,
     /// The digest given at close (never changed after).
     pub ledger_digest: Option<String>,
     pub currency: String,
@@ -61,15 +63,18 @@ pub struct Area {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Share {
+    pub streamer: String,
     pub gifts: i64,
     pub net: i64,
 }
 
-/// Refunds settled after close: real money returned, shown beside the digest.
+/// Refunds settled after close: real money returned, shown beside the digest, and the
+/// sponsor's matching they took back.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Adjustments {
     pub count: i64,
     pub amount: i64,
+    pub matched_reversed: i64,
 }
 
 /// The disclosure of `campaign` as of now.
@@ -108,6 +113,21 @@ pub async fn disclose(db: &mut PgConnection, campaign: &Campaign) -> sqlx::Resul
         .into_iter()
         .map(|(code, name, gifts, net)| (code, Area { name, gifts, net }))
         .collect();
+    let mut by_stream: BTreeMap<String, Share> = sqlx::query_as::<_, (String, String)>(
+        r#"select slug::text, streamer from streams where campaign_id = $1"#,
+    )
+    .bind(id)
+    .fetch_all(&mut *db)
+    .await?
+    .into_iter()
+    .map(|(slug, streamer)| {
+        let share = Share {
+            streamer,
+            ..Share::default()
+        };
+        (slug, share)
+    })
+    .collect();
     let shares: Vec<(Option<String>, String, i64, i64)> = sqlx::query_as(
         r#"select g.designation, s.slug::text, count(*),
                   sum(g.amount - coalesce((select sum(amount) from refunds r
@@ -118,26 +138,31 @@ pub async fn disclose(db: &mut PgConnection, campaign: &Campaign) -> sqlx::Resul
     .bind(id)
     .fetch_all(&mut *db)
     .await?;
-    let mut by_stream: BTreeMap<String, Share> = BTreeMap::new();
+    let fund_codes: Vec<String> = by_designation.keys().cloned().collect();
     for (designation, stream, gifts, net) in shares {
         let share = by_stream.entry(stream).or_default();
         share.gifts += gifts;
         share.net += net;
-        if designation.is_none() {
-            let area = by_designation
-                .entry(UNRESTRICTED.to_owned())
-                .or_insert_with(|| Area {
-                    name: UNRESTRICTED_NAME.to_owned(),
-                    gifts: 0,
-                    net: 0,
-                });
-            area.gifts += gifts;
-            area.net += net;
-        }
+        // Gifts for no program area, or for one the fund no longer lists, have a row
+        // of their own (the fund's areas were counted above).
+        let (code, name) = match designation {
+            None => (UNRESTRICTED.to_owned(), UNRESTRICTED_NAME.to_owned()),
+            Some(code) if !fund_codes.contains(&code) => (code.clone(), code),
+            Some(_) => continue,
+        };
+        let area = by_designation.entry(code).or_insert_with(|| Area {
+            name,
+            gifts: 0,
+            net: 0,
+        });
+        area.gifts += gifts;
+        area.net += net;
     }
-    let (count, amount): (i64, i64) = sqlx::query_as(
-        r#"select count(*), coalesce(sum(amount), 0)::bigint from refunds
-           where campaign_id = $1 and post_close"#,
+    let (count, amount, matched_reversed): (i64, i64, i64) = sqlx::query_as(
+        r#"select count(*), coalesce(sum(r.amount), 0)::bigint,
+                  coalesce(-sum((select sum(m.amount) from matching_entries m
+                                 where m.refund_id = r.id)), 0)::bigint
+           from refunds r where r.campaign_id = $1 and r.post_close"#,
     )
     .bind(id)
     .fetch_one(&mut *db)
@@ -155,11 +180,16 @@ pub async fn disclose(db: &mut PgConnection, campaign: &Campaign) -> sqlx::Resul
         charity: campaign.charity.clone(),
         status: campaign.status(Utc::now()),
         closed_at: campaign.closed_at,
+        as_of: Utc::now(),
         ledger_digest: stored,
         currency: campaign.currency.to_string(),
         totals,
         by_designation,
         by_stream,
-        post_close_adjustments: Adjustments { count, amount },
+        post_close_adjustments: Adjustments {
+            count,
+            amount,
+            matched_reversed,
+        },
     })
 }

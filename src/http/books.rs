@@ -51,8 +51,9 @@ impl Format {
     }
 }
 
-fn csv_response(body: Vec<u8>, file_name: &str) -> Response {
+fn csv_response(body: impl Into<Body>, file_name: &str) -> Response {
     let disposition = format!("attachment; filename=\"{file_name}\"");
+    let body: Body = body.into();
     let mut response = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response();
     if let Ok(value) = HeaderValue::from_str(&disposition) {
         response
@@ -62,17 +63,18 @@ fn csv_response(body: Vec<u8>, file_name: &str) -> Response {
     response
 }
 
-fn report_response(report: &Report, csv: bool) -> Result<Response, ApiError> {
-    if csv {
-        let body = report
-            .to_csv()
-            .map_err(|e| ApiError::Upstream(format!("the report could not be written: {e}")))?;
-        return Ok(csv_response(
-            body,
-            &format!("{}-reconciliation.csv", report.campaign),
-        ));
+/// A kept report: its JSON as made, or its CSV (every discrepancy) streamed.
+fn report_response(state: &AppState, id: i64, report: Report, json: String, csv: bool) -> Response {
+    if !csv {
+        return ([(header::CONTENT_TYPE, "application/json")], json).into_response();
     }
-    Ok(axum::Json(report).into_response())
+    let name = format!("{}-reconciliation.csv", report.campaign);
+    let chunks = reconcile::csv_chunks(state.db.clone(), id, report);
+    let stream = futures_util::stream::unfold(chunks, |mut chunks| async move {
+        let chunk = chunks.recv().await?;
+        Some((chunk.map_err(std::io::Error::other), chunks))
+    });
+    csv_response(Body::from_stream(stream), &name)
 }
 
 /// Upload the provider's statement (CSV, CONTRACT §8) and reconcile the campaign with it.
@@ -132,7 +134,9 @@ async fn upload(
     )
     .await
     .map_err(reconcile_error)?;
-    report_response(&kept.report, csv)
+    let json = serde_json::to_string(&kept.report)
+        .map_err(|e| ApiError::Upstream(format!("the report could not be written: {e}")))?;
+    Ok(report_response(&state, kept.id, kept.report, json, csv))
 }
 
 fn reconcile_error(e: reconcile::ReconcileError) -> ApiError {
@@ -141,6 +145,7 @@ fn reconcile_error(e: reconcile::ReconcileError) -> ApiError {
         reconcile::ReconcileError::Live(e) => e.into(),
         reconcile::ReconcileError::Redis(e) => ApiError::Redis(e),
         reconcile::ReconcileError::Encode(e) => ApiError::Upstream(e),
+        reconcile::ReconcileError::Busy => ApiError::Unavailable("the campaign's reconciliation"),
     }
 }
 
@@ -163,17 +168,14 @@ async fn latest(
 ) -> Result<Response, ApiError> {
     let csv = format.csv()?;
     let campaign = find_campaign(&state, &slug).await?;
-    let Some((_, _, text)) = reconcile::latest(&state.db, campaign.id).await? else {
+    let Some((id, _, text)) = reconcile::latest(&state.db, campaign.id).await? else {
         return Err(ApiError::NotFound(format!(
             "campaign {slug:?} has no reconciliation report yet"
         )));
     };
-    if csv {
-        let report: Report = serde_json::from_str(&text)
-            .map_err(|e| ApiError::Upstream(format!("a stored report could not be read: {e}")))?;
-        return report_response(&report, true);
-    }
-    Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
+    let report: Report = serde_json::from_str(&text)
+        .map_err(|e| ApiError::Upstream(format!("a stored report could not be read: {e}")))?;
+    Ok(report_response(&state, id, report, text, csv))
 }
 
 /// The settled ledger: one entry per gift.
@@ -233,8 +235,7 @@ pub struct CloseBody {
         (status = 200, description = "Closed (or closed before: the same close)", body = Closed),
         (status = 401, description = "Missing or wrong operator token", body = super::ErrorBody),
         (status = 404, description = "No such campaign", body = super::ErrorBody),
-        (status = 409, description = "not_reconciled: no clean report newer than the ledger", body = super::ErrorBody),
-        (status = 422, description = "force without a reason", body = super::ErrorBody),
+        (status = 409, description = "not_reconciled: no clean report that still stands for the ledger, and no force with a reason", body = super::ErrorBody),
     )
 )]
 #[tracing::instrument(name = "close", skip_all, fields(campaign = %slug))]
@@ -269,9 +270,6 @@ async fn close(
         .await
         .map_err(|e| match e {
             CloseError::NotReconciled(why) => ApiError::NotReconciled(why),
-            CloseError::NoReason => {
-                crate::domain::Invalid::new("reason", "a forced close needs a reason").into()
-            }
             CloseError::Database(e) => ApiError::Database(e),
         })?;
     // This gateway refuses pledges at once; the others within the catalogue's freshness.

@@ -250,18 +250,19 @@ pub struct CampaignList {
     campaigns: Vec<CampaignView>,
 }
 
-/// The campaigns not closed (scheduled, live or ended and awaiting close), newest first,
-/// at most 100, each with its streams and live totals.
+/// The campaigns: those not closed (scheduled, live, or ended and awaiting close) newest
+/// first, then the closed ones most recently closed first; at most 100, each with its
+/// streams and live totals.
 #[utoipa::path(
     get, path = "/api/v1/campaigns", tag = "public",
     responses(
-        (status = 200, description = "The open campaigns", body = CampaignList),
+        (status = 200, description = "The campaigns, open ones first", body = CampaignList),
         (status = 503, description = "unavailable", body = super::ErrorBody),
     )
 )]
 async fn list(State(state): State<AppState>) -> Result<axum::Json<CampaignList>, ApiError> {
     let mut campaigns = Vec::new();
-    for campaign in catalog::open_campaigns(&state.db).await? {
+    for campaign in catalog::listed_campaigns(&state.db).await? {
         let streams = catalog::streams_of_campaign(&state.db, campaign.id).await?;
         campaigns.push(campaign_view(&state, campaign, streams).await?);
     }

@@ -53,6 +53,12 @@ impl TryFrom<CreateFund> for NewFund {
         let mut designations = Vec::with_capacity(body.designations.len());
         for (i, d) in body.designations.iter().enumerate() {
             let code = DesignationCode::parse(&format!("designations[{i}].code"), &d.code)?;
+            if code.as_str() == crate::closing::UNRESTRICTED {
+                return Err(Invalid::new(
+                    format!("designations[{i}].code"),
+                    "\"unrestricted\" names gifts for no program area; choose another code",
+                ));
+            }
             if !seen.insert(code.clone()) {
                 return Err(Invalid::new(
                     format!("designations[{i}].code"),

@@ -25,7 +25,7 @@ pub use drift::{check_and_repair, drift_of, run_drift_check, verify_running_tota
 pub use gifts::gift_txn;
 pub use handle::Ledger;
 pub use invalid::record_invalid;
-pub use lock::CampaignLock;
+pub use lock::{CampaignLock, Guarded, LockError};
 pub use outbox::LiveEffect;
 pub use plan::Outcome;
 pub use rebuild::{RebuildError, ensure_built, rebuild_campaign, repair_campaign};

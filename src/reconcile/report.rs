@@ -1,12 +1,18 @@
-//! The reconciliation report (CONTRACT §8) as JSON, and as CSV with one discrepancy a
-//! row. Every list is in a fixed order and every map sorted, so the same ledger,
-//! statement and live totals give a byte-identical report but for `generated_at`.
+//! The reconciliation report (CONTRACT §8) as JSON, and the cells of its CSV (one
+//! discrepancy a row). Every list is in a fixed order and every map sorted, so the same
+//! ledger, statement and live totals give a byte-identical report but for
+//! `generated_at`. The JSON lists the first [`LISTED`] of each class and counts the rest
+//! in `not_listed`; the CSV lists them all.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::statement::BadRow;
+use crate::closing::spreadsheet_safe;
+
+/// The most entries of one class a JSON report lists.
+pub const LISTED: usize = 10_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Report {
@@ -42,8 +48,10 @@ pub struct Report {
     /// Statement lines that could not be read.
     #[schema(value_type = Vec<Object>)]
     pub bad_rows: Vec<BadRow>,
-    /// Bad lines beyond those listed.
-    pub bad_rows_not_listed: u64,
+    /// Per list, the entries beyond the first [`LISTED`] (the CSV has them all); only the
+    /// lists that were cut.
+    #[schema(value_type = Object)]
+    pub not_listed: BTreeMap<String, u64>,
     #[schema(value_type = Object)]
     pub by_designation: BTreeMap<String, Bucket>,
     #[schema(value_type = Object)]
@@ -147,84 +155,94 @@ impl Report {
             && self.duplicates.is_empty()
             && self.exceptions.is_empty()
             && self.bad_rows.is_empty()
-            && self.bad_rows_not_listed == 0
+            && self.not_listed.values().all(|n| *n == 0)
             && self.live_drift == 0
     }
 
-    /// Every discrepancy, one a row: the lists in the JSON's order, then exceptions and
-    /// bad rows.
-    pub fn to_csv(&self) -> Result<Vec<u8>, csv::Error> {
-        let mut out = csv::Writer::from_writer(Vec::new());
-        out.write_record([
-            "class",
-            "provider_txn_id",
-            "pledge_id",
-            "type",
-            "line",
-            "ledger_amount",
-            "ledger_fee",
-            "ledger_currency",
-            "statement_amount",
-            "statement_fee",
-            "statement_currency",
-            "detail",
-        ])?;
-        let lists = [
-            ("missing_in_ledger", &self.missing_in_ledger),
-            ("missing_in_statement", &self.missing_in_statement),
-            ("amount_mismatch", &self.amount_mismatch),
-            ("duplicates", &self.duplicates),
-        ];
-        for (class, list) in lists {
-            for d in list {
-                out.write_record(discrepancy_cells(class, d))?;
-            }
-        }
+    /// The CSV rows that follow the discrepancies: exceptions, bad rows, and what the
+    /// lists do not show (bad rows not listed, live drift).
+    pub fn trailing_rows(&self) -> Vec<[String; 12]> {
+        let mut rows = Vec::new();
         for x in &self.exceptions {
             let detail = match &x.resolution {
                 Some(resolution) => format!("{}: {} (resolved: {resolution})", x.kind, x.detail),
                 None => format!("{}: {} (unresolved)", x.kind, x.detail),
             };
-            out.write_record([
-                "exception".to_owned(),
-                x.provider_txn_id.clone().unwrap_or_default(),
-                x.pledge_id.clone().unwrap_or_default(),
-                String::new(),
-                String::new(),
-                x.amount.to_string(),
-                String::new(),
-                x.currency.clone(),
-                String::new(),
-                String::new(),
-                String::new(),
-                detail,
-            ])?;
+            let mut row = blank("exception");
+            row[1] = spreadsheet_safe(x.provider_txn_id.as_deref().unwrap_or_default());
+            row[2] = spreadsheet_safe(x.pledge_id.as_deref().unwrap_or_default());
+            row[5] = x.amount.to_string();
+            row[7] = x.currency.clone();
+            row[11] = spreadsheet_safe(&detail);
+            rows.push(row);
         }
         for bad in &self.bad_rows {
-            let mut cells = vec![String::new(); 12];
-            cells[0] = "bad_row".into();
-            cells[4] = bad.line.to_string();
-            cells[11] = bad.reason.clone();
-            out.write_record(cells)?;
+            let mut row = blank("bad_row");
+            row[4] = bad.line.to_string();
+            row[11] = spreadsheet_safe(&bad.reason);
+            rows.push(row);
         }
-        out.into_inner().map_err(|e| e.into_error().into())
+        if let Some(more) = self.not_listed.get("bad_rows").filter(|n| **n > 0) {
+            let mut row = blank("bad_rows_not_listed");
+            row[11] = format!("{more} more unreadable lines");
+            rows.push(row);
+        }
+        if self.live_drift != 0 {
+            let mut row = blank("live_drift");
+            row[5] = self.ledger.net.to_string();
+            row[8] = self.live.confirmed.to_string();
+            row[11] = format!(
+                "the live counters differ from the ledger by {}",
+                self.live_drift
+            );
+            rows.push(row);
+        }
+        rows
     }
 }
 
-fn discrepancy_cells(class: &str, d: &Discrepancy) -> Vec<String> {
+/// The CSV's header.
+pub const CSV_HEADER: [&str; 12] = [
+    "class",
+    "provider_txn_id",
+    "pledge_id",
+    "type",
+    "line",
+    "ledger_amount",
+    "ledger_fee",
+    "ledger_currency",
+    "statement_amount",
+    "statement_fee",
+    "statement_currency",
+    "detail",
+];
+
+fn blank(class: &str) -> [String; 12] {
+    let mut row: [String; 12] = Default::default();
+    row[0] = class.to_owned();
+    row
+}
+
+/// The CSV row of one discrepancy of `class`.
+pub fn discrepancy_row(class: &str, d: &Discrepancy) -> [String; 12] {
     let side = |m: &Option<Money>| match m {
         Some(m) => [m.amount.to_string(), m.fee.to_string(), m.currency.clone()],
-        None => [String::new(), String::new(), String::new()],
+        None => Default::default(),
     };
-    let mut cells = vec![
+    let [la, lf, lc] = side(&d.ledger);
+    let [sa, sf, sc] = side(&d.statement);
+    [
         class.to_owned(),
-        d.provider_txn_id.clone(),
-        d.pledge_id.clone().unwrap_or_default(),
+        spreadsheet_safe(&d.provider_txn_id),
+        spreadsheet_safe(d.pledge_id.as_deref().unwrap_or_default()),
         d.kind.clone(),
         d.line.map(|l| l.to_string()).unwrap_or_default(),
-    ];
-    cells.extend(side(&d.ledger));
-    cells.extend(side(&d.statement));
-    cells.push(d.detail.clone());
-    cells
+        la,
+        lf,
+        spreadsheet_safe(&lc),
+        sa,
+        sf,
+        spreadsheet_safe(&sc),
+        spreadsheet_safe(&d.detail),
+    ]
 }

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use std::io::Read;
 
-use crate::domain::Currency;
+use crate::domain::{Currency, Money};
 
 /// The columns every statement has, in order; `refunded_txn_id` may follow.
 pub const COLUMNS: [&str; 7] = [
@@ -175,6 +175,10 @@ impl<R: Read> Iterator for StatementReader<R> {
             }
         };
         let line = record.position().map_or(1, |p| p.line());
+        // A blank line (a lone `\r` with CRLF endings) is no row.
+        if record.len() == 1 && record.get(0).is_some_and(|f| f.trim().is_empty()) {
+            return self.next();
+        }
         let Some(width) = self.width else {
             return Some(match self.header(&record) {
                 Ok(()) => self.next()?,
@@ -196,6 +200,10 @@ fn parse_row(record: &csv::StringRecord, line: u64, width: usize) -> Result<Stat
         return Err(format!("{} columns, not {width}", record.len()));
     }
     let field = |i: usize| record.get(i).unwrap_or_default().trim();
+    if let Some(i) = (0..record.len()).find(|&i| field(i).chars().any(char::is_control)) {
+        let name = COLUMNS.get(i).copied().unwrap_or(OPTIONAL);
+        return Err(format!("{name} holds a control character"));
+    }
     let provider_txn_id = field(0);
     if provider_txn_id.is_empty() {
         return Err("no provider_txn_id".into());
@@ -206,22 +214,28 @@ fn parse_row(record: &csv::StringRecord, line: u64, width: usize) -> Result<Stat
         other => return Err(format!("type {other:?} is neither payment nor refund")),
     };
     let amount = integer("amount", field(3))?;
-    if amount <= 0 {
-        return Err(format!("amount {amount} is not positive"));
+    if amount <= 0 || amount > Money::MAX.minor_units() {
+        return Err(format!(
+            "amount {amount} is not between 1 and {}",
+            Money::MAX.minor_units()
+        ));
     }
     let currency = Currency::parse("currency", field(4))
         .map_err(|_| format!("currency {:?} is not an ISO-4217 code", field(4)))?;
     let fee = integer("fee", field(5))?;
-    if fee < 0 {
-        return Err(format!("fee {fee} is negative"));
+    if fee < 0 || fee > amount {
+        return Err(format!("fee {fee} is not between 0 and the amount"));
     }
     let occurred_at = DateTime::parse_from_rfc3339(field(6))
         .map_err(|_| format!("occurred_at {:?} is not an RFC 3339 time", field(6)))?
         .with_timezone(&Utc);
     let refunded_txn_id = (width > COLUMNS.len())
         .then(|| field(COLUMNS.len()))
-        .filter(|txn| !txn.is_empty() && kind == RowKind::Refund)
+        .filter(|txn| !txn.is_empty())
         .map(str::to_owned);
+    if refunded_txn_id.is_some() && kind == RowKind::Payment {
+        return Err("a payment names a refunded_txn_id".into());
+    }
     Ok(StatementRow {
         line,
         provider_txn_id: provider_txn_id.to_owned(),
@@ -332,6 +346,25 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_huge_amounts_and_misplaced_names_are_bad_rows_blank_lines_none() {
+        let text = format!(
+            "{HEADER},refunded_txn_id\r\n\
+             pay\u{0}1,p1,payment,5000,CNY,0,2026-06-01T12:00:00Z,\r\n\
+             pay_2,p2,payment,9000000000000000000,CNY,0,2026-06-01T12:00:00Z,\r\n\
+             pay_3,p3,payment,100,CNY,101,2026-06-01T12:00:00Z,\r\n\
+             pay_4,p4,payment,100,CNY,1,2026-06-01T12:00:00Z,pay_0\r\n\
+             \r\n\
+             pay_5,p5,payment,100,CNY,1,2026-06-01T12:00:00Z,\r\n\r\n"
+        );
+        let parsed = read(text.as_bytes());
+        let lines: Vec<u64> = bad(&parsed).iter().map(|(line, _)| *line).collect();
+        assert_eq!(lines, [2, 3, 4, 5], "{:?}", bad(&parsed));
+        assert!(bad(&parsed)[0].1.contains("control character"));
+        assert_eq!(rows(&parsed).len(), 1);
+        assert_eq!(rows(&parsed)[0].line, 7);
+    }
+
+    #[test]
     fn an_empty_file_a_header_only_and_a_wrong_header_say_so() {
         assert_eq!(
             bad(&read(b"")),
@@ -351,8 +384,8 @@ mod tests {
              pay_2,p2,payment,70,CNY,0,2026-06-01T12:00:00Z\n"
         );
         let parsed = read(text.as_bytes());
-        let rows = rows(&parsed);
-        assert_eq!((rows[0].line, rows[1].line), (2, 4));
+        assert_eq!(bad(&parsed)[0].0, 2, "no id holds a line break");
+        assert_eq!(rows(&parsed)[0].line, 4);
     }
 
     #[test]

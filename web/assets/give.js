@@ -81,7 +81,7 @@
     if (campaign.disclosure_url) {
       const link = document.createElement("a");
       link.className = "back-link";
-      link.href = campaign.disclosure_url;
+      link.setAttribute("href", LF.withLang(campaign.disclosure_url));
       link.textContent = t("landing.disclosure");
       box.append(link);
     }

@@ -115,7 +115,7 @@
       link.textContent = t("landing.disclosure");
       actions.append(link);
     }
-    link.setAttribute("href", url);
+    link.setAttribute("href", LF.withLang(url));
   }
 
   function syncStreams(container, campaign) {
