@@ -14,7 +14,10 @@ mod snapshot;
 mod totals;
 
 pub use keys::{CampaignKeys, Keys};
-pub use scripts::{LOG_LENGTH, PledgeOutcome, PledgeWrite, accept_pledge, expire_due, raise_seq};
+pub use scripts::{
+    LOG_LENGTH, PledgeOutcome, PledgeWrite, accept_pledge, expire_due, pledge_call,
+    pledge_script_source, raise_seq,
+};
 pub use settled::{
     Alert, Applied, FailedPledge, ReachedMilestone, Scope, SettledGift, SettledRefund, board_key,
     donor_key, gift_settled, milestone_reached, pledge_failed, publish_alert, refund_settled,

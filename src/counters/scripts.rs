@@ -88,31 +88,54 @@ pub enum PledgeOutcome {
     NotBuilt,
 }
 
+/// The keys and arguments of the pledge script for `write`, in order.
+pub fn pledge_call(keys: &CampaignKeys, write: &PledgeWrite<'_>) -> (Vec<String>, Vec<String>) {
+    let p = write.pledge;
+    let id = p.id.to_string();
+    let script_keys = vec![
+        keys.idempotency(write.idempotency_key),
+        keys.pledge(&id),
+        keys.totals(),
+        keys.stream_totals(&p.stream),
+        keys.pending(),
+        keys.built(),
+    ];
+    let mut args = vec![
+        write.fingerprint.to_owned(),
+        id,
+        p.amount.minor_units().to_string(),
+        p.stream.to_string(),
+        p.expires_at.timestamp_millis().to_string(),
+        write.idempotency_ttl_secs.to_string(),
+        write.pledge_ttl_secs.to_string(),
+        keys.channel(),
+    ];
+    for (field, value) in pledge_hash::fields(p) {
+        args.push(field.to_owned());
+        args.push(value);
+    }
+    (script_keys, args)
+}
+
+/// The pledge script's full source (prelude included), as Redis runs it: for a
+/// benchmark that runs the script alone with `EVALSHA`.
+pub fn pledge_script_source() -> String {
+    format!("{}\n{}", prelude(), include_str!("scripts/pledge.lua"))
+}
+
 /// Records a pledge once per idempotency key (`pledge.lua`).
 pub async fn accept_pledge<C: ConnectionLike>(
     conn: &mut C,
     keys: &CampaignKeys,
     write: &PledgeWrite<'_>,
 ) -> redis::RedisResult<PledgeOutcome> {
-    let p = write.pledge;
-    let id = p.id.to_string();
-    let mut invocation = SCRIPTS.pledge.key(keys.idempotency(write.idempotency_key));
-    invocation
-        .key(keys.pledge(&id))
-        .key(keys.totals())
-        .key(keys.stream_totals(&p.stream))
-        .key(keys.pending())
-        .key(keys.built())
-        .arg(write.fingerprint)
-        .arg(&id)
-        .arg(p.amount.minor_units())
-        .arg(p.stream.as_str())
-        .arg(p.expires_at.timestamp_millis())
-        .arg(write.idempotency_ttl_secs)
-        .arg(write.pledge_ttl_secs)
-        .arg(keys.channel());
-    for (field, value) in pledge_hash::fields(p) {
-        invocation.arg(field).arg(value);
+    let (script_keys, args) = pledge_call(keys, write);
+    let mut invocation = SCRIPTS.pledge.prepare_invoke();
+    for key in script_keys {
+        invocation.key(key);
+    }
+    for arg in args {
+        invocation.arg(arg);
     }
     let reply: Vec<String> = invocation.invoke_async(conn).await?;
     pledge_outcome(&reply)
@@ -212,5 +235,11 @@ mod tests {
         assert!(r(&["new", "p1"]).is_err());
         assert!(r(&["what"]).is_err());
         assert!(r(&[]).is_err());
+    }
+
+    #[test]
+    fn the_benchmarks_source_is_the_script_the_service_runs() {
+        let alone = Script::new(&pledge_script_source());
+        assert_eq!(alone.get_hash(), SCRIPTS.pledge.get_hash());
     }
 }
