@@ -69,13 +69,17 @@ pub async fn run_socket(mut socket: WebSocket, params: SocketParams) {
 }
 
 /// Joins the stream, opens with the snapshot, then converses until one side closes.
+///
+/// The steps that run once or now and then (joining, the snapshot, a client's message)
+/// are boxed: a task's future is as large as its largest step, and it lives as long as
+/// the socket, so only the small listening loop stays inline.
 async fn serve(socket: &mut WebSocket, p: &SocketParams) -> Close {
-    let membership = match join(p).await {
+    let membership = match Box::pin(join(p)).await {
         Ok(membership) => membership,
         Err(close) => return close,
     };
     let mut talk = Conversation::new(p);
-    match talk.open(socket, &membership).await {
+    match Box::pin(talk.open(socket, &membership)).await {
         Ok(()) => talk.converse(socket, membership).await,
         Err(close) => close,
     }
@@ -201,7 +205,7 @@ impl<'p> Conversation<'p> {
         loop {
             let step = tokio::select! {
                 frame = membership.rx.recv() => self.frame(socket, frame).await,
-                incoming = socket.recv() => self.incoming(socket, incoming).await,
+                incoming = socket.recv() => Box::pin(self.incoming(socket, incoming)).await,
                 _ = ping.tick() => self.ping(socket).await,
                 _ = self.p.shutdown.cancelled() => Err(Some((GOING_AWAY, "server shutting down"))),
             };
