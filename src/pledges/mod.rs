@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::catalog::StreamInfo;
+use crate::catalog::{CampaignInfo, StreamInfo};
 use crate::counters::pledge_hash::{self, PLEDGE_KEEP_SECS, ReadError};
 use crate::counters::{self, PledgeOutcome, PledgeWrite};
 use crate::domain::{Currency, Money, Pledge, PledgeFields, PledgeRecord, PledgeStatus, Refusal};
@@ -202,13 +202,16 @@ impl Intake {
         let record = self.record_of(stream, pledge.clone(), now);
         let (pledge_id, expires_ms, replay) = self.accept(stream, &pledge, &record).await?;
         tracing::Span::current().record("pledge_id", tracing::field::display(&pledge_id));
+        // A new pledge was indexed under its id together with the script; a replay's first
+        // pledge has another id, indexed again below.
+        let indexed = pledge_id == record.id;
         let first = PledgeRecord {
             id: pledge_id,
             expires_at: at_ms(expires_ms),
             created_at: at_ms(expires_ms) - self.ttl(),
             ..record
         };
-        self.after_accept(stream, &first, replay).await?;
+        self.after_accept(stream, &first, replay, indexed).await?;
         Ok(Accepted {
             pledge_id: pledge_id.to_string(),
             checkout_url: self.checkout_url(&pledge_id.to_string()),
@@ -268,7 +271,15 @@ impl Intake {
             pledge_ttl_secs: PLEDGE_KEEP_SECS.max(self.pledge_ttl_secs),
         };
         let mut redis = self.ledger.stores.redis.clone();
-        let mut outcome = counters::accept_pledge(&mut redis, &campaign.keys, &write).await?;
+        // The index (pledge id → campaign) goes out with the script, one round trip for
+        // both: the id is new, so an index written for a pledge the script then refuses
+        // or replays points at nothing and expires.
+        let (outcome, index) = tokio::join!(
+            counters::accept_pledge(&mut redis, &campaign.keys, &write),
+            self.index(&record.id, campaign),
+        );
+        let mut outcome = outcome?;
+        index?;
         if outcome == PledgeOutcome::NotBuilt {
             // Redis lost the campaign's counters: rebuild them from the ledger, then pledge.
             self.ledger
@@ -313,18 +324,13 @@ impl Intake {
         stream: &StreamInfo,
         first: &PledgeRecord,
         replay: bool,
+        indexed: bool,
     ) -> Result<(), PledgeError> {
         let campaign = &stream.campaign;
         let keys = &self.ledger.stores.keys;
-        let mut redis = self.ledger.stores.redis.clone();
-        let index: redis::RedisResult<()> = redis::AsyncCommands::set_ex(
-            &mut redis,
-            keys.pledge_index(&first.id.to_string()),
-            campaign.slug.as_str(),
-            PLEDGE_KEEP_SECS.max(self.pledge_ttl_secs),
-        )
-        .await;
-        index?;
+        if !indexed {
+            self.index(&first.id, campaign).await?;
+        }
         self.expiry
             .register(&self.ledger.stores.redis, keys, campaign)
             .await;
@@ -337,6 +343,19 @@ impl Intake {
         self.write_behind
             .send(PledgeChange::Created(Box::new(first.clone())));
         Ok(())
+    }
+
+    /// Records which campaign pledge `id` belongs to, for webhooks and status reads that
+    /// know only the id.
+    async fn index(&self, id: &Uuid, campaign: &CampaignInfo) -> redis::RedisResult<()> {
+        let mut redis = self.ledger.stores.redis.clone();
+        redis::AsyncCommands::set_ex(
+            &mut redis,
+            self.ledger.stores.keys.pledge_index(&id.to_string()),
+            campaign.slug.as_str(),
+            PLEDGE_KEEP_SECS.max(self.pledge_ttl_secs),
+        )
+        .await
     }
 }
 
