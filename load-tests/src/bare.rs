@@ -1,7 +1,7 @@
 //! The baseline: a minimal tokio-tungstenite broadcast server with no stores. A watcher
 //! connecting to `/<anything>` gets the snapshot frame it was started with, then every
 //! frame a publisher sends on `/publish/<same thing>`; a watcher that finds several frames
-//! queued feeds them all and flushes once. It runs as its own process (`load-tests
+//! queued feeds them all and flushes once. It reads in small chunks, as the gateway does. It runs as its own process (`load-tests
 //! bare-server`), so its CPU and memory are read like a gateway's.
 
 use std::collections::HashMap;
@@ -17,6 +17,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::harness::Usage;
@@ -33,6 +34,11 @@ pub struct Args {
     #[arg(long, default_value_t = 512)]
     queue: usize,
 }
+
+/// Bytes read at a time, as the gateway reads its overlays (`src/http/live.rs`): tungstenite
+/// zeroes up to this much each time a watcher's read side is polled, which here is once per
+/// frame sent.
+const READ_BUFFER: usize = 512;
 
 type Channels = Arc<Mutex<HashMap<String, broadcast::Sender<Utf8Bytes>>>>;
 
@@ -68,10 +74,15 @@ async fn connection(
 ) -> anyhow::Result<()> {
     tcp.set_nodelay(true)?;
     let mut path = String::new();
-    let ws = tokio_tungstenite::accept_hdr_async(tcp, |request: &Request, response: Response| {
-        path = request.uri().path().to_owned();
-        Ok(response)
-    })
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(
+        tcp,
+        |request: &Request, response: Response| {
+            path = request.uri().path().to_owned();
+            Ok(response)
+        },
+        Some(config),
+    )
     .await?;
     let (publish, name) = match path.strip_prefix("/publish") {
         Some(rest) => (true, rest.to_owned()),

@@ -279,6 +279,48 @@ impl Usage {
     }
 }
 
+/// CPU time of a process and its children, those alive (from `/proc`) and those it reaped
+/// (its `cutime` and `cstime`): PostgreSQL's postmaster and its backends, Redis and its
+/// forks.
+pub fn tree_cpu(root: u32) -> anyhow::Result<Duration> {
+    let (_, own) = proc_ticks(root).with_context(|| format!("reading /proc/{root}/stat"))?;
+    let mut ticks = own;
+    for entry in std::fs::read_dir("/proc")? {
+        let Ok(entry) = entry else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == root {
+            continue;
+        }
+        // A process may end while it is read: it is then counted in its parent's cutime.
+        if let Some((parent, child)) = proc_ticks(pid)
+            && parent == root
+        {
+            ticks += child;
+        }
+    }
+    Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
+}
+
+/// A process's parent and its CPU ticks (user + system, its own and its reaped children's).
+fn proc_ticks(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let parent = fields.get(1)?.parse().ok()?;
+    // utime, stime, cutime, cstime: fields 14 to 17 of the line, 11 to 14 after ')'.
+    let mut ticks = 0u64;
+    for i in 11..=14 {
+        ticks += fields.get(i)?.parse::<u64>().ok()?;
+    }
+    Some((parent, ticks))
+}
+
 fn clock_ticks() -> u64 {
     // SAFETY: sysconf reads a constant of the running system.
     let ticks = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };

@@ -543,7 +543,7 @@ pub(crate) async fn open(places: Vec<Place>, burst: usize) -> Opened {
         let gate = gate.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.ok()?;
-            let mut ws = connect(place.server, &place.url, clients::source(i))
+            let mut ws = clients::connect(place.server, &place.url, clients::source(i))
                 .await
                 .ok()?;
             let text = clients::next_text(&mut ws, Duration::from_secs(60))
@@ -576,30 +576,6 @@ pub(crate) async fn open(places: Vec<Place>, burst: usize) -> Opened {
         }
     }
     opened
-}
-
-/// Bytes a socket reads at a time. tungstenite zeroes its read buffer up to this much on
-/// every read attempt, and the default (128 KiB) made that `memset` most of a reader's
-/// CPU; frames here are far smaller (the gateway reads with 512).
-const READ_BUFFER: usize = 8 * 1024;
-
-/// [`clients::connect`] with a small read buffer: thousands of overlays read here, on the
-/// cores the servers measured also use.
-async fn connect(server: SocketAddr, url: &str, from: std::net::IpAddr) -> anyhow::Result<Ws> {
-    use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(from, 0))?;
-    let tcp = socket.connect(server).await?;
-    tcp.set_nodelay(true)?;
-    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-    let (ws, _) = tokio_tungstenite::client_async_with_config(
-        url,
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
-        Some(config),
-    )
-    .await
-    .with_context(|| format!("upgrading {url}"))?;
-    Ok(ws)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -954,8 +930,10 @@ pub(crate) async fn phase(
         } => {
             let mut publishers = Vec::with_capacity(names.len());
             for (s, name) in names.iter().enumerate() {
-                publishers
-                    .push(connect(bare.addr, &bare.publish_url(name), clients::source(s)).await?);
+                publishers.push(
+                    clients::connect(bare.addr, &bare.publish_url(name), clients::source(s))
+                        .await?,
+                );
             }
             Prepared::Replay(publishers)
         }

@@ -15,7 +15,7 @@ use livefund::domain::PledgeStatus;
 use serde_json::Value;
 use sqlx::{PgPool, Row};
 
-use super::settle::tree_cpu;
+use crate::harness::tree_cpu;
 use crate::harness::{Bench, Usage, livefund_binary};
 use crate::report::Report;
 
