@@ -1,26 +1,23 @@
 //! `GET /api/v1/streams/{stream}/live[?since=SEQ]`: the upgrade to a live WebSocket.
 
 use axum::Router;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
+use tungstenite::protocol::WebSocketConfig;
 
 use super::ApiError;
 use super::pledges::check_origin;
 use crate::domain::Slug;
-use crate::live::{SocketParams, run_socket};
+use crate::live::{NotAnUpgrade, SocketParams, Upgrade, run_socket};
 use crate::state::AppState;
 
 /// A socket's read buffer starts this small (client frames are small; it grows for a
 /// larger one). With the 128 KiB default an idle socket costs over 100 KB; with this,
 /// about 6 KB in all, measured over 8,000 idle sockets.
 const READ_BUFFER: usize = 512;
-/// Frames are written straight out; a socket that cannot take them is closed, not buffered.
-const MAX_WRITE_BUFFER: usize = 64 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/streams/{stream}/live", get(upgrade))
@@ -48,7 +45,7 @@ async fn upgrade(
     Path(stream): Path<String>,
     Query(query): Query<LiveQuery>,
     headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ws: Result<Upgrade, NotAnUpgrade>,
 ) -> Result<Response, ApiError> {
     check_origin(&state, &headers)?;
     let not_found = || ApiError::not_found("stream", &stream);
@@ -68,11 +65,10 @@ async fn upgrade(
         stream: info,
         since: query.since,
     };
-    Ok(ws
+    let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
-        .max_write_buffer_size(MAX_WRITE_BUFFER)
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        .on_upgrade(move |socket| run_socket(socket, params)))
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    Ok(ws.on_upgrade(config, move |socket| run_socket(socket, params)))
 }

@@ -50,7 +50,7 @@ async fn send_totals(live: &Live, campaign: &str) -> redis::RedisResult<()> {
         };
         if last.as_deref() != Some(frame.as_str()) {
             *last = Some(frame.clone());
-            hub.publish(frame.into());
+            hub.publish_one(None, &frame);
         }
     }
     Ok(())

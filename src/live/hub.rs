@@ -1,6 +1,5 @@
 //! The registry of this gateway's stream hubs, and joining and leaving them.
 
-use axum::extract::ws::Utf8Bytes;
 use redis::aio::ConnectionManager;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -10,12 +9,70 @@ use tokio::sync::{Notify, OnceCell, broadcast, mpsc, oneshot};
 use super::subscriber::Command;
 use crate::catalog::{CampaignInfo, StreamInfo};
 
-/// One frame for every socket of a stream: serialized once, shared by reference.
+/// Frames for every socket of a stream, already in WebSocket framing: encoded once per
+/// stream, written by each socket as they are. Events that arrive together travel
+/// together, so a socket wakes and writes once for all of them.
 #[derive(Debug, Clone)]
-pub struct Frame {
-    /// The event's seq (`gift`, `refund`, `milestone`); `None` for frames never replayed.
-    pub seq: Option<u64>,
-    pub text: Utf8Bytes,
+pub struct Frame(Arc<Frames>);
+
+/// Server text frames one after another, with the seq of each (`None` for frames never
+/// replayed: totals, test alerts) and where it ends.
+#[derive(Debug, Default)]
+pub struct Frames {
+    wire: Vec<u8>,
+    marks: Vec<(Option<u64>, usize)>,
+}
+
+impl Frames {
+    /// Adds one text frame.
+    pub fn push(&mut self, seq: Option<u64>, text: &str) {
+        encode_text(&mut self.wire, text);
+        self.marks.push((seq, self.wire.len()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.marks.is_empty()
+    }
+
+    /// The newest seq among the frames.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.marks.iter().filter_map(|(seq, _)| *seq).max()
+    }
+}
+
+impl Frame {
+    /// The wire bytes of each frame after `last_sent`: every frame without a seq, and the
+    /// events a socket has not sent yet (a replay after a lost subscription repeats some).
+    pub fn fresh(&self, last_sent: u64) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut start = 0;
+        self.0.marks.iter().filter_map(move |&(seq, end)| {
+            let part = &self.0.wire[start..end];
+            start = end;
+            seq.is_none_or(|seq| seq > last_sent).then_some(part)
+        })
+    }
+
+    /// The newest seq among the frames.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.0.last_seq()
+    }
+}
+
+/// Frames `text` as one unmasked text frame (a server's, RFC 6455 §5.2) onto `out`.
+pub fn encode_text(out: &mut Vec<u8>, text: &str) {
+    let len = text.len();
+    out.reserve(len + 10);
+    out.push(0x81);
+    if len < 126 {
+        out.push(len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        out.push(126);
+        out.extend_from_slice(&len.to_be_bytes());
+    } else {
+        out.push(127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(text.as_bytes());
 }
 
 /// One stream's fan-out on this gateway.
@@ -35,14 +92,23 @@ impl StreamHub {
         self.last_seq.load(Ordering::Acquire)
     }
 
-    /// Passes an event on. Each socket skips what it already sent (a replay after a lost
+    /// Passes frames on. Each socket skips what it already sent (a replay after a lost
     /// subscription may repeat events), so nothing is dropped here.
-    pub fn publish_event(&self, seq: u64, text: Utf8Bytes) {
-        self.last_seq.fetch_max(seq, Ordering::AcqRel);
-        let _ = self.tx.send(Frame {
-            seq: Some(seq),
-            text,
-        });
+    pub fn publish(&self, frames: Frames) {
+        if frames.is_empty() {
+            return;
+        }
+        if let Some(seq) = frames.last_seq() {
+            self.last_seq.fetch_max(seq, Ordering::AcqRel);
+        }
+        let _ = self.tx.send(Frame(Arc::new(frames)));
+    }
+
+    /// Passes on one frame; `seq` for an event, `None` for a frame never replayed.
+    pub fn publish_one(&self, seq: Option<u64>, text: &str) {
+        let mut frames = Frames::default();
+        frames.push(seq, text);
+        self.publish(frames);
     }
 
     /// Starts a new hub's seq at the stream's seq read by its first socket's snapshot,
@@ -51,11 +117,6 @@ impl StreamHub {
         let _ = self
             .last_seq
             .compare_exchange(0, seq, Ordering::AcqRel, Ordering::Acquire);
-    }
-
-    /// Passes on a frame that is never replayed (totals, test alerts).
-    pub fn publish(&self, text: Utf8Bytes) {
-        let _ = self.tx.send(Frame { seq: None, text });
     }
 }
 
@@ -275,5 +336,38 @@ impl Live {
             .lock()
             .map(|mut d| d.drain().collect())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_gets_only_the_frames_after_what_it_sent() {
+        let mut frames = Frames::default();
+        frames.push(Some(3), "three");
+        frames.push(Some(4), "four");
+        frames.push(None, "totals");
+        frames.push(Some(5), "five");
+        let frame = Frame(Arc::new(frames));
+        assert_eq!(frame.last_seq(), Some(5));
+        let fresh: Vec<&[u8]> = frame.fresh(4).collect();
+        assert_eq!(fresh, vec![&b"\x81\x06totals"[..], &b"\x81\x04five"[..]]);
+        assert_eq!(frame.fresh(0).count(), 4);
+        assert_eq!(frame.fresh(9).count(), 1);
+    }
+
+    #[test]
+    fn frame_lengths_use_the_short_medium_and_long_forms() {
+        for (len, header) in [(125, 2), (126, 4), (65_535, 4), (65_536, 10)] {
+            let mut out = Vec::new();
+            encode_text(&mut out, &"x".repeat(len));
+            assert_eq!(out.len(), len + header, "{len}");
+            assert_eq!(out[0], 0x81);
+        }
+        let mut out = Vec::new();
+        encode_text(&mut out, &"x".repeat(300));
+        assert_eq!(&out[..4], &[0x81, 126, 1, 44]);
     }
 }

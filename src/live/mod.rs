@@ -9,8 +9,10 @@ mod hub;
 mod protocol;
 mod socket;
 mod subscriber;
+mod wire;
 
 pub use coalesce::run_coalescer;
 pub use hub::{Frame, Live, Membership};
 pub use socket::{SocketParams, run_socket};
 pub use subscriber::{Command as SubscriberCommand, run_subscriber};
+pub use wire::{NotAnUpgrade, Upgrade};

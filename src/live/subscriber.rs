@@ -2,7 +2,7 @@
 //! campaigns with local sockets and routes each message to its stream hub. After a lost
 //! connection it resubscribes and replays from the streams' logs what it missed.
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Live;
+use super::hub::{Frames, StreamHub};
 use crate::counters::channel::Message;
 
 /// What the hubs ask of the subscriber.
@@ -23,6 +24,9 @@ pub enum Command {
         channel: String,
     },
 }
+
+/// The most messages passed on together.
+const BATCH: usize = 256;
 
 /// Entries of a stream's log: id and field/value pairs.
 type LogEntries = Vec<(String, Vec<(String, String)>)>;
@@ -89,46 +93,80 @@ pub async fn run_subscriber(
                     }
                     None => return,
                 },
-                message = messages.next() => match message {
-                    Some(message) => {
+                message = messages.next() => {
+                    let mut batch = Batch::default();
+                    let mut next = message;
+                    let mut taken = 0;
+                    while let Some(message) = next.take() {
                         let channel = message.get_channel_name();
                         if let (Some(campaign), Ok(payload)) =
                             (wanted.get(channel), message.get_payload::<String>())
                         {
-                            dispatch(&live, campaign, payload);
+                            batch.dispatch(&live, campaign, &payload);
+                        }
+                        taken += 1;
+                        if taken < BATCH {
+                            next = messages.next().now_or_never().flatten();
                         }
                     }
-                    None => {
+                    batch.publish();
+                    if taken == 0 {
                         tracing::warn!("live subscription lost; reconnecting");
                         break;
                     }
-                },
+                }
                 _ = shutdown.cancelled() => return,
             }
         }
     }
 }
 
-/// Routes one message: `T <stream>` marks totals changed; `E <stream> <frame>` is an
-/// event frame, passed on as is; `A <stream> <frame>` is an alert never replayed.
-fn dispatch(live: &Live, campaign: &str, payload: String) {
-    match Message::decode(&payload) {
-        Some(Message::Totals { .. }) => live.mark_dirty(campaign),
-        Some(Message::Event { stream, frame }) => {
-            let Some(hub) = live.hub(campaign, stream) else {
-                return;
-            };
-            match serde_json::from_str::<SeqOnly>(frame) {
-                Ok(SeqOnly { seq }) => hub.publish_event(seq, frame.to_owned().into()),
-                Err(e) => tracing::warn!(error = %e, "live event without a seq"),
+/// Frames for the hubs, gathered from the messages that arrived together.
+#[derive(Default)]
+struct Batch {
+    hubs: Vec<(Arc<StreamHub>, Frames)>,
+}
+
+impl Batch {
+    /// Routes one message: `T <stream>` marks totals changed; `E <stream> <frame>` is an
+    /// event frame, passed on as is; `A <stream> <frame>` is an alert never replayed.
+    fn dispatch(&mut self, live: &Live, campaign: &str, payload: &str) {
+        match Message::decode(payload) {
+            Some(Message::Totals { .. }) => live.mark_dirty(campaign),
+            Some(Message::Event { stream, frame }) => {
+                match serde_json::from_str::<SeqOnly>(frame) {
+                    Ok(SeqOnly { seq }) => self.push(live, campaign, stream, Some(seq), frame),
+                    Err(e) => tracing::warn!(error = %e, "live event without a seq"),
+                }
             }
-        }
-        Some(Message::Alert { stream, frame }) => {
-            if let Some(hub) = live.hub(campaign, stream) {
-                hub.publish(frame.to_owned().into());
+            Some(Message::Alert { stream, frame }) => {
+                self.push(live, campaign, stream, None, frame)
             }
+            None => tracing::warn!(payload, "unrecognised live message"),
         }
-        None => tracing::warn!(payload, "unrecognised live message"),
+    }
+
+    fn push(&mut self, live: &Live, campaign: &str, stream: &str, seq: Option<u64>, text: &str) {
+        let known = self.hubs.iter().position(|(hub, _)| {
+            hub.info.slug.as_str() == stream && hub.info.campaign.slug.as_str() == campaign
+        });
+        let index = match known {
+            Some(index) => index,
+            None => {
+                let Some(hub) = live.hub(campaign, stream) else {
+                    return;
+                };
+                self.hubs.push((hub, Frames::default()));
+                self.hubs.len() - 1
+            }
+        };
+        self.hubs[index].1.push(seq, text);
+    }
+
+    fn publish(self) {
+        for (hub, frames) in self.hubs {
+            hub.publish(frames);
+        }
     }
 }
 
@@ -146,13 +184,15 @@ async fn resync(live: &Live) {
                 .query_async(&mut redis)
                 .await;
             let Ok(entries) = entries else { continue };
+            let mut frames = Frames::default();
             for (id, fields) in entries {
                 let seq = id.split('-').next().and_then(|s| s.parse::<u64>().ok());
                 let frame = fields.into_iter().find(|(k, _)| k == "f").map(|(_, v)| v);
                 if let (Some(seq), Some(frame)) = (seq, frame) {
-                    hub.publish_event(seq, frame.into());
+                    frames.push(Some(seq), &frame);
                 }
             }
+            hub.publish(frames);
         }
     }
     live.mark_all_dirty();

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -170,7 +170,7 @@ pub(crate) async fn compare(
             base: 0,
         },
         &pids,
-        true,
+        Some(&bench.redis),
     )
     .await?;
     let counters_after = gateway_counters(&http, &gateways).await;
@@ -206,7 +206,7 @@ pub(crate) async fn compare(
             base: 0,
         },
         &[bare.pid],
-        false,
+        None,
     )
     .await?;
     drop(theirs.overlays);
@@ -302,7 +302,7 @@ pub(crate) async fn compare(
         format!("{} gateways on one Redis", pids.len())
     };
     report.note(format!(
-        "{} overlays ({} opened, {} failed) on {} stream(s), {gateways_word}; {} gifts/s open loop from {} pledging sockets, {} s measured after {} s warm-up; baseline: the bare broadcast server replaying the frames one overlay of each stream got, at the same offsets, to {} sockets ({} failed)",
+        "{} overlays ({} opened, {} failed) on {} stream(s), {gateways_word}; {} gifts/s open loop from {} pledging sockets, {} s measured after {} s warm-up; baseline: the bare broadcast server sent the frames one overlay of each stream got, each event when it reached Redis pub/sub and each totals frame when it reached the overlay, to {} sockets ({} failed)",
         load.watchers,
         held,
         opened.failed,
@@ -443,7 +443,7 @@ async fn capacity(args: &Args, bench: &Bench) -> anyhow::Result<Report> {
                     base,
                 },
                 &[gateways[0].pid],
-                false,
+                None,
             )
             .await?;
             base += spec.gifts() + 1;
@@ -888,7 +888,7 @@ pub(crate) async fn phase(
     spec: &Spec,
     driver: Driver<'_>,
     servers: &[u32],
-    capture: bool,
+    capture: Option<&redis::Client>,
 ) -> anyhow::Result<Phase> {
     let streams = match &driver {
         Driver::Gifts { streams, .. } | Driver::Replay { streams, .. } => streams.len(),
@@ -917,7 +917,7 @@ pub(crate) async fn phase(
                     }
                 })
                 .collect();
-            let opened = open(places, 64).await;
+            let opened = flow_runtime().spawn(open(places, 64)).await?;
             if opened.failed > 0 {
                 bail!("{} pledging sockets did not open", opened.failed);
             }
@@ -962,10 +962,17 @@ pub(crate) async fn phase(
     let mut readers = Vec::with_capacity(overlays.len());
     for (i, overlay) in overlays.into_iter().enumerate() {
         ctx.watching[overlay.stream].fetch_add(1, Ordering::AcqRel);
-        let this = capture && overlay.gateway == 0 && !captured[overlay.stream];
+        let this = capture.is_some() && overlay.gateway == 0 && !captured[overlay.stream];
         captured[overlay.stream] |= this;
         readers.push(tokio::spawn(read(overlay, ctx.clone(), i % SHARDS, this)));
     }
+
+    let published = match (capture, &driver) {
+        (Some(redis), Driver::Gifts { streams: names, .. }) => {
+            Some(publish_times(redis, names.to_vec(), ctx.clone()).await?)
+        }
+        _ => None,
+    };
 
     let flow = Arc::new(FlowCounters::default());
     let mut pledger_count = 0;
@@ -1040,6 +1047,10 @@ pub(crate) async fn phase(
         differ: 0,
         captures: vec![Vec::new(); streams],
     };
+    let published = match published {
+        Some(task) => task.await?,
+        None => HashMap::new(),
+    };
     let mut fingerprints: Vec<(usize, (u64, u64))> = Vec::new();
     for reader in readers {
         let (overlay, stream, seen) = reader.await?;
@@ -1050,7 +1061,8 @@ pub(crate) async fn phase(
         out.gaps += seen.gaps;
         out.repeats += seen.repeats;
         fingerprints.push((stream, (seen.gifts, seen.fingerprint)));
-        if let Some(capture) = seen.capture {
+        if let Some(mut capture) = seen.capture {
+            at_publish_times(&mut capture, stream, &published);
             out.captures[stream] = capture;
         }
         match overlay {
@@ -1323,6 +1335,7 @@ fn launch_gifts(
     flow: Arc<FlowCounters>,
     spec: &Spec,
 ) -> Running {
+    let rt = flow_runtime().handle();
     let gateways = urls.len().max(1);
     // Pledger p's stream, and where its gifts are confirmed: the next gateway.
     let targets: Arc<Vec<(usize, String)>> = Arc::new(
@@ -1338,14 +1351,14 @@ fn launch_gifts(
         let (mut sink, stream) = pledger.ws.split();
         let (tx, mut rx) = mpsc::channel::<String>(4096);
         writers.push(tx);
-        others.push(tokio::spawn(async move {
+        others.push(rt.spawn(async move {
             while let Some(text) = rx.recv().await {
                 if sink.send(Message::text(text)).await.is_err() {
                     break;
                 }
             }
         }));
-        others.push(tokio::spawn(answers(
+        others.push(rt.spawn(answers(
             stream,
             ctx.clone(),
             flow.clone(),
@@ -1353,14 +1366,24 @@ fn launch_gifts(
         )));
     }
     drop(confirm_tx);
-    others.push(tokio::spawn(confirm_all(
-        confirm_rx,
-        ctx.clone(),
-        flow.clone(),
-        targets,
-    )));
-    let driver = tokio::spawn(offer(writers, ctx, flow, spec.rate, spec.gifts()));
+    others.push(rt.spawn(confirm_all(confirm_rx, ctx.clone(), flow.clone(), targets)));
+    let driver = rt.spawn(offer(writers, ctx, flow, spec.rate, spec.gifts()));
     Running { driver, others }
+}
+
+/// The gift flow's own runtime on its own thread: pledges, their acks and the
+/// confirmations are sent and timed there, not queued behind thousands of overlay readers,
+/// so their latencies are the gateway's rather than this process's.
+fn flow_runtime() -> &'static tokio::runtime::Runtime {
+    static FLOW: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    FLOW.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("gift-flow")
+            .enable_all()
+            .build()
+            .expect("a runtime for the gift flow")
+    })
 }
 
 /// Offers gifts open loop: gift i's pledge is due at start + i / rate, and its time is
@@ -1525,6 +1548,66 @@ async fn confirm_all(
 
 // ---------------------------------------------------------------------------------------
 // The baseline's driver: captured frames replayed to the bare server.
+
+/// When each event reached Redis pub/sub, as a subscriber beside the gateways saw it: per
+/// (stream index, seq), the offset in µs. The bare server gets each event at that time, when
+/// a gateway could first have sent it, rather than when it reached an overlay (after the
+/// gateway's own delays and batching, and the overlay's reads running frames together).
+async fn publish_times(
+    redis: &redis::Client,
+    names: Vec<String>,
+    ctx: Arc<Ctx>,
+) -> anyhow::Result<tokio::task::JoinHandle<HashMap<(usize, u64), u64>>> {
+    let mut pubsub = redis.get_async_pubsub().await?;
+    pubsub.psubscribe("*:events").await?;
+    let mut stop = ctx.stop.subscribe();
+    Ok(tokio::spawn(async move {
+        let mut times = HashMap::new();
+        let mut messages = pubsub.on_message();
+        loop {
+            let message = tokio::select! {
+                m = messages.next() => m,
+                _ = stop.changed() => break,
+            };
+            let Some(message) = message else { break };
+            let now = ctx.now().saturating_sub(ctx.start);
+            let Ok(payload) = message.get_payload::<String>() else {
+                continue;
+            };
+            let mut parts = payload.splitn(3, ' ');
+            let (Some("E"), Some(stream), Some(frame)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let (Some(index), Some(seq)) = (
+                names.iter().position(|n| n == stream),
+                number_after(frame, SEQ),
+            ) else {
+                continue;
+            };
+            times.entry((index, seq)).or_insert(now);
+        }
+        times
+    }))
+}
+
+/// Moves each captured event to the time it was published, keeping the order of frames
+/// sent at the same time.
+fn at_publish_times(
+    capture: &mut [(u64, String)],
+    stream: usize,
+    published: &HashMap<(usize, u64), u64>,
+) {
+    for (offset, text) in capture.iter_mut() {
+        if kind_of(text) == TOTALS {
+            continue;
+        }
+        if let Some(at) = number_after(text, SEQ).and_then(|seq| published.get(&(stream, seq))) {
+            *offset = (*offset).min(*at);
+        }
+    }
+    capture.sort_by_key(|(offset, _)| *offset);
+}
 
 fn launch_replay(publishers: Vec<Ws>, frames: &[Vec<(u64, String)>], ctx: Arc<Ctx>) -> Running {
     let mut tasks = Vec::with_capacity(publishers.len());
