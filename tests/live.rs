@@ -253,6 +253,11 @@ async fn foreign_origins_are_refused_before_the_upgrade(db: PgPool) {
     assert!(ws.next().await.is_some());
     let (status, _) = app.get("/api/v1/streams/nope/live").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // A plain GET of a live socket's address is told what it is, not upgraded.
+    let (status, body) = app.get("/api/v1/streams/stream/live").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("WebSocket"), "{body}");
 }
 
 #[sqlx::test]
