@@ -21,6 +21,8 @@ pub struct Frame(Arc<Frames>);
 pub struct Frames {
     wire: Vec<u8>,
     marks: Vec<(Option<u64>, usize)>,
+    /// The newest seq among the frames, kept as they are pushed: every socket asks.
+    last_seq: Option<u64>,
 }
 
 impl Frames {
@@ -28,6 +30,7 @@ impl Frames {
     pub fn push(&mut self, seq: Option<u64>, text: &str) {
         encode_text(&mut self.wire, text);
         self.marks.push((seq, self.wire.len()));
+        self.last_seq = self.last_seq.max(seq);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -36,7 +39,7 @@ impl Frames {
 
     /// The newest seq among the frames.
     pub fn last_seq(&self) -> Option<u64> {
-        self.marks.iter().filter_map(|(seq, _)| *seq).max()
+        self.last_seq
     }
 }
 

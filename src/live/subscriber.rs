@@ -94,23 +94,7 @@ pub async fn run_subscriber(
                     None => return,
                 },
                 message = messages.next() => {
-                    let mut batch = Batch::default();
-                    let mut next = message;
-                    let mut taken = 0;
-                    while let Some(message) = next.take() {
-                        let channel = message.get_channel_name();
-                        if let (Some(campaign), Ok(payload)) =
-                            (wanted.get(channel), message.get_payload::<String>())
-                        {
-                            batch.dispatch(&live, campaign, &payload);
-                        }
-                        taken += 1;
-                        if taken < BATCH {
-                            next = messages.next().now_or_never().flatten();
-                        }
-                    }
-                    batch.publish();
-                    if taken == 0 {
+                    if !pass_on(&live, &wanted, message, &mut messages) {
                         tracing::warn!("live subscription lost; reconnecting");
                         break;
                     }
@@ -119,6 +103,33 @@ pub async fn run_subscriber(
             }
         }
     }
+}
+
+/// Passes on `first` and the messages already waiting behind it (up to a batch), one
+/// batch per hub. `false` when the subscription is gone.
+fn pass_on(
+    live: &Live,
+    wanted: &HashMap<String, String>,
+    first: Option<redis::Msg>,
+    messages: &mut (impl futures_util::Stream<Item = redis::Msg> + Unpin),
+) -> bool {
+    let mut batch = Batch::default();
+    let mut next = first;
+    let mut taken = 0;
+    while let Some(message) = next.take() {
+        let channel = message.get_channel_name();
+        if let (Some(campaign), Ok(payload)) =
+            (wanted.get(channel), message.get_payload::<String>())
+        {
+            batch.dispatch(live, campaign, &payload);
+        }
+        taken += 1;
+        if taken < BATCH {
+            next = messages.next().now_or_never().flatten();
+        }
+    }
+    batch.publish();
+    taken > 0
 }
 
 /// Frames for the hubs, gathered from the messages that arrived together.

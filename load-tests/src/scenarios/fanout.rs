@@ -1558,6 +1558,7 @@ async fn publish_times(
     names: Vec<String>,
     ctx: Arc<Ctx>,
 ) -> anyhow::Result<tokio::task::JoinHandle<HashMap<(usize, u64), u64>>> {
+    use livefund::counters::channel::Message;
     let mut pubsub = redis.get_async_pubsub().await?;
     pubsub.psubscribe("*:events").await?;
     let mut stop = ctx.stop.subscribe();
@@ -1574,9 +1575,7 @@ async fn publish_times(
             let Ok(payload) = message.get_payload::<String>() else {
                 continue;
             };
-            let mut parts = payload.splitn(3, ' ');
-            let (Some("E"), Some(stream), Some(frame)) = (parts.next(), parts.next(), parts.next())
-            else {
+            let Some(Message::Event { stream, frame }) = Message::decode(&payload) else {
                 continue;
             };
             let (Some(index), Some(seq)) = (
